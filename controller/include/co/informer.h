@@ -1,0 +1,94 @@
+/* Informer: a reflector plus a local cache of one resource, keyed by "namespace/name" (or
+ * "name" for cluster-scoped resources). The cache keeps only a projection of each object:
+ * the fields the controllers read, decoded once per event by the resource type's decode
+ * function, never the whole JSON tree.
+ *
+ * Handlers run on the loop. on_update fires only when the projection changed (an update
+ * that touches nothing the controllers read only refreshes the cached resourceVersion).
+ * After a relist, objects that disappeared get on_delete. on_synced fires once, after the
+ * first complete list. Objects passed to handlers are borrowed for the call. */
+#ifndef CO_INFORMER_H
+#define CO_INFORMER_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "co/reflector.h"
+
+/* Common header of every cached projection; a projection struct starts with it. */
+typedef struct co_obj_s {
+  char *key;      /* owned: "ns/name" or "name" */
+  const char *ns; /* borrowed view into storage owned by the object, "" if cluster-scoped */
+  const char *name;
+  char *uid; /* owned */
+  char *rv;  /* owned: resourceVersion */
+  int64_t generation;
+  int deleting;  /* metadata.deletionTimestamp is set */
+  uint32_t mark; /* relist sweep */
+  char *nsbuf;   /* owned storage of ns/name views */
+  UT_hash_handle hh;
+} co_obj_t;
+
+typedef struct co_informer_s co_informer_t;
+
+/* Describes one resource to an informer. Static data; borrowed by the informer. */
+typedef struct co_resource_type_s {
+  const char *name; /* "deployments" */
+  const char *path; /* collection path: "/apis/apps/v1/deployments" */
+  size_t size;      /* size of the projection struct (>= sizeof(co_obj_t)) */
+  /* Fills the projection-specific fields of out (zeroed; header already filled) from the
+   * object. Returns 0 or CO_EPARSE (the object is then skipped and logged). */
+  int (*decode)(const cJSON *obj, co_obj_t *out);
+  /* Frees what decode allocated (not the header, not out itself). */
+  void (*release)(co_obj_t *obj);
+  /* 1 when a and b are equal in every projected field (header excluded). */
+  int (*equal)(const co_obj_t *a, const co_obj_t *b);
+} co_resource_type_t;
+
+typedef struct co_informer_handlers_s {
+  void (*on_add)(co_informer_t *inf, const co_obj_t *obj);
+  void (*on_update)(co_informer_t *inf, const co_obj_t *old_obj, const co_obj_t *new_obj);
+  void (*on_delete)(co_informer_t *inf, const co_obj_t *old_obj);
+  void (*on_synced)(co_informer_t *inf);
+} co_informer_handlers_t;
+
+typedef struct co_informer_stats_s {
+  uint64_t adds, updates, deletes, unchanged, decode_errors;
+} co_informer_stats_t;
+
+typedef void (*co_informer_close_cb)(co_informer_t *inf);
+
+struct co_informer_s {
+  /* public */
+  void *data;
+  /* read-only */
+  const co_resource_type_t *type;
+  int synced;
+  size_t count;
+  co_informer_stats_t stats;
+  co_reflector_t reflector;
+  /* private */
+  co_informer_handlers_t handlers;
+  co_obj_t *cache;
+  uint32_t mark;
+  co_informer_close_cb close_cb;
+};
+
+/* type and handlers are borrowed/copied; label_selector may be NULL. */
+int co_informer_init(co_client_t *client, co_informer_t *inf, const co_resource_type_t *type,
+                     const co_informer_handlers_t *handlers, const char *label_selector);
+int co_informer_start(co_informer_t *inf);
+/* Stops watching and frees the cache; cb fires once, later, on the loop. */
+void co_informer_close(co_informer_t *inf, co_informer_close_cb cb);
+
+/* Returns the cached object for key (borrowed, valid until the next loop callback of the
+ * informer), or NULL. */
+const co_obj_t *co_informer_get(const co_informer_t *inf, const char *key);
+/* Iteration: co_informer_first then co_informer_next(obj) until NULL. The cache must not
+ * change during the iteration (do not return to the loop). */
+const co_obj_t *co_informer_first(const co_informer_t *inf);
+const co_obj_t *co_informer_next(const co_obj_t *obj);
+
+#endif

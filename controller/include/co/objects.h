@@ -1,0 +1,54 @@
+/* Projections of the Kubernetes objects the controllers read, and their resource types.
+ * Each projection keeps only what a controller decides on; everything is owned by the
+ * cached object and freed with it. */
+#ifndef CO_OBJECTS_H
+#define CO_OBJECTS_H
+
+#include <stdint.h>
+
+#include "co/informer.h"
+
+/* Label/annotation prefix of the project. */
+#define CO_DOMAIN "confidential.cypherpunk.io"
+
+/* "k=v" pairs, each NUL-terminated, in one owned block (count pairs, len bytes). */
+typedef struct co_kv_s {
+  char *data;
+  uint32_t count;
+  uint32_t len;
+} co_kv_t;
+
+/* Returns the value of key in kv (borrowed), or NULL. */
+const char *co_kv_get(const co_kv_t *kv, const char *key);
+
+/* Deployment or StatefulSet. */
+typedef struct co_workload_s {
+  co_obj_t meta;
+  int64_t observed_generation;
+  int32_t replicas; /* spec.replicas (default 1) */
+  int32_t status_replicas, ready_replicas, updated_replicas, available_replicas;
+  char *runtime_class;  /* spec.template.spec.runtimeClassName, or NULL */
+  co_kv_t labels;       /* metadata.labels */
+  co_kv_t annotations;  /* metadata.annotations with the project's prefix only */
+  co_kv_t template_env; /* opt-in env vars found on any container or init container:
+                           name=value (first occurrence of each name) */
+} co_workload_t;
+
+typedef struct co_node_s {
+  co_obj_t meta;
+  int ready; /* condition Ready=True */
+  int unschedulable;
+  char *kernel_version;   /* status.nodeInfo.kernelVersion */
+  co_kv_t labels;         /* metadata.labels */
+  char *runtime_handlers; /* status.runtimeHandlers[].name joined by ',' or NULL */
+} co_node_t;
+
+extern const co_resource_type_t co_type_deployments;
+extern const co_resource_type_t co_type_statefulsets;
+extern const co_resource_type_t co_type_nodes;
+
+/* Env var names that opt a workload in (borrowed; default {"KATA", "CONFIDENTIAL_RUNTIME"}).
+ * Set before informers start. */
+void co_objects_set_optin_env(const char *const *names, unsigned count);
+
+#endif

@@ -1,0 +1,213 @@
+/* Informer: reflector events applied to a cache of projections, with change handlers. */
+#include "co/informer.h"
+
+#include <string.h>
+
+#include "co/alloc.h"
+#include "co/error.h"
+#include "co/log.h"
+
+static const char *str_field(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void obj_free(const co_resource_type_t *t, co_obj_t *o) {
+  if (o == NULL)
+    return;
+  if (t->release != NULL)
+    t->release(o);
+  co_free(o->key);
+  co_free(o->nsbuf);
+  co_free(o->uid);
+  co_free(o->rv);
+  co_free(o);
+}
+
+/* Decodes the common header and the type's projection; returns owned or NULL. */
+static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
+  const co_resource_type_t *t = inf->type;
+  const cJSON *md = cJSON_GetObjectItemCaseSensitive(json, "metadata");
+  const char *name = str_field(md, "name");
+  const char *ns = str_field(md, "namespace");
+  if (name == NULL || name[0] == '\0') {
+    inf->stats.decode_errors++;
+    co_log(CO_LOG_WARN, "object without a name skipped", CO_S("resource", t->name));
+    return NULL;
+  }
+  if (ns == NULL)
+    ns = "";
+  size_t nl = strlen(ns), ml = strlen(name);
+  co_obj_t *o = co_calloc(1, t->size);
+  o->nsbuf = co_malloc(nl + ml + 2);
+  memcpy(o->nsbuf, ns, nl + 1);
+  memcpy(o->nsbuf + nl + 1, name, ml + 1);
+  o->ns = o->nsbuf;
+  o->name = o->nsbuf + nl + 1;
+  o->key = co_malloc(nl + ml + 2);
+  if (nl > 0) {
+    memcpy(o->key, ns, nl);
+    o->key[nl] = '/';
+    memcpy(o->key + nl + 1, name, ml + 1);
+  } else {
+    memcpy(o->key, name, ml + 1);
+  }
+  o->uid = co_strdup(str_field(md, "uid"));
+  o->rv = co_strdup(str_field(md, "resourceVersion"));
+  const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
+  if (cJSON_IsNumber(gen))
+    o->generation = (int64_t)gen->valuedouble;
+  o->deleting = str_field(md, "deletionTimestamp") != NULL;
+  if (t->decode != NULL && t->decode(json, o) != 0) {
+    inf->stats.decode_errors++;
+    co_log(CO_LOG_WARN, "object could not be decoded, skipped", CO_S("resource", t->name),
+           CO_S("key", o->key));
+    obj_free(t, o);
+    return NULL;
+  }
+  return o;
+}
+
+static int same_header(const co_obj_t *a, const co_obj_t *b) {
+  if ((a->uid == NULL) != (b->uid == NULL) || (a->uid && strcmp(a->uid, b->uid) != 0))
+    return 0;
+  return a->generation == b->generation && a->deleting == b->deleting;
+}
+
+static void upsert(co_informer_t *inf, co_obj_t *o) {
+  const co_resource_type_t *t = inf->type;
+  co_obj_t *old = NULL;
+  o->mark = inf->mark;
+  HASH_FIND_STR(inf->cache, o->key, old);
+  if (old == NULL) {
+    HASH_ADD_KEYPTR(hh, inf->cache, o->key, strlen(o->key), o);
+    inf->count++;
+    inf->stats.adds++;
+    if (inf->handlers.on_add != NULL)
+      inf->handlers.on_add(inf, o);
+    return;
+  }
+  if (same_header(old, o) && (t->equal == NULL || t->equal(old, o))) {
+    /* Nothing the controllers read changed: keep the old object, newer version. */
+    char *rv = old->rv;
+    old->rv = o->rv;
+    o->rv = rv;
+    old->mark = inf->mark;
+    inf->stats.unchanged++;
+    obj_free(t, o);
+    return;
+  }
+  HASH_DELETE(hh, inf->cache, old);
+  HASH_ADD_KEYPTR(hh, inf->cache, o->key, strlen(o->key), o);
+  inf->stats.updates++;
+  if (inf->handlers.on_update != NULL)
+    inf->handlers.on_update(inf, old, o);
+  obj_free(t, old);
+}
+
+static void remove_obj(co_informer_t *inf, co_obj_t *old) {
+  HASH_DELETE(hh, inf->cache, old);
+  inf->count--;
+  inf->stats.deletes++;
+  if (inf->handlers.on_delete != NULL)
+    inf->handlers.on_delete(inf, old);
+  obj_free(inf->type, old);
+}
+
+static void on_list_begin(co_reflector_t *r) {
+  co_informer_t *inf = r->data;
+  inf->mark++;
+}
+
+static void on_list_item(co_reflector_t *r, const cJSON *json) {
+  co_informer_t *inf = r->data;
+  co_obj_t *o = obj_decode(inf, json);
+  if (o != NULL)
+    upsert(inf, o);
+}
+
+static void on_list_end(co_reflector_t *r) {
+  co_informer_t *inf = r->data;
+  co_obj_t *o, *tmp;
+  HASH_ITER(hh, inf->cache, o, tmp) {
+    if (o->mark != inf->mark)
+      remove_obj(inf, o);
+  }
+  co_log(CO_LOG_DEBUG, "list complete", CO_S("resource", inf->type->name),
+         CO_I("objects", inf->count), CO_S("rv", r->resource_version));
+  if (!inf->synced) {
+    inf->synced = 1;
+    if (inf->handlers.on_synced != NULL)
+      inf->handlers.on_synced(inf);
+  }
+}
+
+static void on_event(co_reflector_t *r, int type, const cJSON *json) {
+  co_informer_t *inf = r->data;
+  if (type == CO_WATCH_DELETED) {
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(json, "metadata");
+    const char *name = str_field(md, "name"), *ns = str_field(md, "namespace");
+    if (name == NULL)
+      return;
+    co_buf_t key;
+    co_buf_init(&key, 1024);
+    if (ns != NULL && ns[0] != '\0')
+      co_buf_appendf(&key, "%s/%s", ns, name);
+    else
+      co_buf_appends(&key, name);
+    co_obj_t *old = NULL;
+    HASH_FIND_STR(inf->cache, co_buf_str(&key), old);
+    co_buf_free(&key);
+    if (old != NULL)
+      remove_obj(inf, old);
+    return;
+  }
+  co_obj_t *o = obj_decode(inf, json);
+  if (o != NULL)
+    upsert(inf, o);
+}
+
+int co_informer_init(co_client_t *client, co_informer_t *inf, const co_resource_type_t *type,
+                     const co_informer_handlers_t *handlers, const char *label_selector) {
+  memset(inf, 0, sizeof(*inf));
+  if (type == NULL || type->size < sizeof(co_obj_t))
+    return CO_EINVAL;
+  inf->type = type;
+  if (handlers != NULL)
+    inf->handlers = *handlers;
+  static const co_reflector_ops_t ops = {on_list_begin, on_list_item, on_list_end, on_event};
+  int rc = co_reflector_init(client, &inf->reflector, type->path, label_selector, &ops);
+  if (rc != 0)
+    return rc;
+  inf->reflector.data = inf;
+  return CO_OK;
+}
+
+int co_informer_start(co_informer_t *inf) { return co_reflector_start(&inf->reflector); }
+
+static void on_reflector_closed(co_reflector_t *r) {
+  co_informer_t *inf = r->data;
+  co_obj_t *o, *tmp;
+  HASH_ITER(hh, inf->cache, o, tmp) {
+    HASH_DELETE(hh, inf->cache, o);
+    obj_free(inf->type, o);
+  }
+  inf->count = 0;
+  if (inf->close_cb != NULL)
+    inf->close_cb(inf);
+}
+
+void co_informer_close(co_informer_t *inf, co_informer_close_cb cb) {
+  inf->close_cb = cb;
+  co_reflector_close(&inf->reflector, on_reflector_closed);
+}
+
+const co_obj_t *co_informer_get(const co_informer_t *inf, const char *key) {
+  co_obj_t *o = NULL;
+  HASH_FIND_STR(inf->cache, key, o);
+  return o;
+}
+
+const co_obj_t *co_informer_first(const co_informer_t *inf) { return inf->cache; }
+
+const co_obj_t *co_informer_next(const co_obj_t *obj) { return obj->hh.next; }

@@ -1,0 +1,237 @@
+/* Decoders of the cached projections (Deployments, StatefulSets, Nodes). */
+#include "co/objects.h"
+
+#include <string.h>
+
+#include "co/alloc.h"
+#include "co/buf.h"
+#include "co/error.h"
+
+#define KV_MAX (1024 * 1024)
+#define MAX_OPTIN 8
+
+static const char *default_optin[] = {"KATA", "CONFIDENTIAL_RUNTIME"};
+static const char *const *optin_names = default_optin;
+static unsigned optin_count = 2;
+
+void co_objects_set_optin_env(const char *const *names, unsigned count) {
+  optin_names = names;
+  optin_count = count > MAX_OPTIN ? MAX_OPTIN : count;
+}
+
+const char *co_kv_get(const co_kv_t *kv, const char *key) {
+  size_t kl = strlen(key);
+  const char *p = kv->data;
+  for (uint32_t i = 0; i < kv->count; i++) {
+    size_t l = strlen(p);
+    if (l > kl && p[kl] == '=' && memcmp(p, key, kl) == 0)
+      return p + kl + 1;
+    p += l + 1;
+  }
+  return NULL;
+}
+
+static int kv_add(co_buf_t *b, uint32_t *count, const char *k, const char *v) {
+  int rc = co_buf_appendf(b, "%s=%s", k, v);
+  if (rc == 0)
+    rc = co_buf_append(b, "", 1); /* the pair's terminating NUL */
+  if (rc == 0)
+    (*count)++;
+  return rc;
+}
+
+static void kv_finish(co_buf_t *b, uint32_t count, co_kv_t *out) {
+  out->count = count;
+  out->len = (uint32_t)b->len;
+  out->data = count ? co_buf_steal(b) : NULL;
+  co_buf_free(b);
+}
+
+/* Copies a string map (labels/annotations); prefix filters keys when not NULL. */
+static int kv_from_map(const cJSON *map, const char *prefix, co_kv_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (map == NULL)
+    return 0;
+  if (!cJSON_IsObject(map))
+    return CO_EPARSE;
+  co_buf_t b;
+  co_buf_init(&b, KV_MAX);
+  uint32_t n = 0;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, map) {
+    if (!cJSON_IsString(it) || it->string == NULL)
+      continue;
+    if (prefix != NULL && strstr(it->string, prefix) == NULL)
+      continue;
+    if (kv_add(&b, &n, it->string, it->valuestring) != 0) {
+      co_buf_free(&b);
+      return CO_ETOOBIG;
+    }
+  }
+  kv_finish(&b, n, out);
+  return 0;
+}
+
+static int kv_equal(const co_kv_t *a, const co_kv_t *b) {
+  return a->count == b->count && a->len == b->len &&
+         (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static int str_equal(const char *a, const char *b) {
+  return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static const cJSON *path(const cJSON *o, const char *a, const char *b, const char *c) {
+  o = cJSON_GetObjectItemCaseSensitive(o, a);
+  if (b != NULL)
+    o = cJSON_GetObjectItemCaseSensitive(o, b);
+  if (c != NULL)
+    o = cJSON_GetObjectItemCaseSensitive(o, c);
+  return o;
+}
+
+static char *dup_str(const cJSON *v) {
+  return cJSON_IsString(v) ? co_strdup(v->valuestring) : NULL;
+}
+
+static int32_t int_or(const cJSON *v, int32_t dflt) {
+  if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 2147483647.0)
+    return dflt;
+  return (int32_t)v->valuedouble;
+}
+
+/* Opt-in env vars of every container and init container. Only literal values count:
+ * valueFrom is not visible to the operator. */
+static int scan_env(const cJSON *podspec, co_kv_t *out) {
+  memset(out, 0, sizeof(*out));
+  co_buf_t b;
+  co_buf_init(&b, KV_MAX);
+  uint32_t n = 0;
+  static const char *lists[] = {"initContainers", "containers"};
+  for (size_t l = 0; l < 2; l++) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(podspec, lists[l])) {
+      const cJSON *e;
+      cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(c, "env")) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+        if (!cJSON_IsString(name))
+          continue;
+        for (unsigned i = 0; i < optin_count; i++) {
+          if (strcmp(name->valuestring, optin_names[i]) != 0)
+            continue;
+          const cJSON *val = cJSON_GetObjectItemCaseSensitive(e, "value");
+          out->data = b.data;
+          out->count = n;
+          if (b.data != NULL && co_kv_get(out, optin_names[i]) != NULL)
+            break;
+          if (kv_add(&b, &n, optin_names[i], cJSON_IsString(val) ? val->valuestring : "") != 0) {
+            co_buf_free(&b);
+            memset(out, 0, sizeof(*out));
+            return CO_ETOOBIG;
+          }
+        }
+      }
+    }
+  }
+  kv_finish(&b, n, out);
+  return 0;
+}
+
+static void kv_free(co_kv_t *kv) {
+  co_free(kv->data);
+  memset(kv, 0, sizeof(*kv));
+}
+
+static int workload_decode(const cJSON *obj, co_obj_t *out) {
+  co_workload_t *w = (co_workload_t *)out;
+  const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+  const cJSON *status = cJSON_GetObjectItemCaseSensitive(obj, "status");
+  const cJSON *podspec = path(spec, "template", "spec", NULL);
+  w->replicas = int_or(cJSON_GetObjectItemCaseSensitive(spec, "replicas"), 1);
+  w->observed_generation =
+      int_or(cJSON_GetObjectItemCaseSensitive(status, "observedGeneration"), 0);
+  w->status_replicas = int_or(cJSON_GetObjectItemCaseSensitive(status, "replicas"), 0);
+  w->ready_replicas = int_or(cJSON_GetObjectItemCaseSensitive(status, "readyReplicas"), 0);
+  w->updated_replicas = int_or(cJSON_GetObjectItemCaseSensitive(status, "updatedReplicas"), 0);
+  w->available_replicas = int_or(cJSON_GetObjectItemCaseSensitive(status, "availableReplicas"), 0);
+  w->runtime_class = dup_str(cJSON_GetObjectItemCaseSensitive(podspec, "runtimeClassName"));
+  int rc = kv_from_map(path(obj, "metadata", "labels", NULL), NULL, &w->labels);
+  if (rc == 0)
+    rc = kv_from_map(path(obj, "metadata", "annotations", NULL), CO_DOMAIN "/", &w->annotations);
+  if (rc == 0)
+    rc = scan_env(podspec, &w->template_env);
+  return rc;
+}
+
+static void workload_release(co_obj_t *o) {
+  co_workload_t *w = (co_workload_t *)o;
+  co_free(w->runtime_class);
+  kv_free(&w->labels);
+  kv_free(&w->annotations);
+  kv_free(&w->template_env);
+}
+
+static int workload_equal(const co_obj_t *a, const co_obj_t *b) {
+  const co_workload_t *x = (const co_workload_t *)a, *y = (const co_workload_t *)b;
+  return x->observed_generation == y->observed_generation && x->replicas == y->replicas &&
+         x->status_replicas == y->status_replicas && x->ready_replicas == y->ready_replicas &&
+         x->updated_replicas == y->updated_replicas &&
+         x->available_replicas == y->available_replicas &&
+         str_equal(x->runtime_class, y->runtime_class) && kv_equal(&x->labels, &y->labels) &&
+         kv_equal(&x->annotations, &y->annotations) && kv_equal(&x->template_env, &y->template_env);
+}
+
+static int node_decode(const cJSON *obj, co_obj_t *out) {
+  co_node_t *n = (co_node_t *)out;
+  const cJSON *status = cJSON_GetObjectItemCaseSensitive(obj, "status");
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(status, "conditions")) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "type");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(c, "status");
+    if (cJSON_IsString(t) && strcmp(t->valuestring, "Ready") == 0)
+      n->ready = cJSON_IsString(s) && strcmp(s->valuestring, "True") == 0;
+  }
+  n->unschedulable = cJSON_IsTrue(path(obj, "spec", "unschedulable", NULL));
+  n->kernel_version = dup_str(path(status, "nodeInfo", "kernelVersion", NULL));
+  co_buf_t b;
+  co_buf_init(&b, 64 * 1024);
+  const cJSON *h;
+  cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(status, "runtimeHandlers")) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(h, "name");
+    if (!cJSON_IsString(name) || name->valuestring[0] == '\0')
+      continue;
+    if ((b.len > 0 && co_buf_append(&b, ",", 1) != 0) || co_buf_appends(&b, name->valuestring)) {
+      co_buf_free(&b);
+      return CO_ETOOBIG;
+    }
+  }
+  n->runtime_handlers = b.len > 0 ? co_buf_steal(&b) : NULL;
+  co_buf_free(&b);
+  return kv_from_map(path(obj, "metadata", "labels", NULL), NULL, &n->labels);
+}
+
+static void node_release(co_obj_t *o) {
+  co_node_t *n = (co_node_t *)o;
+  co_free(n->kernel_version);
+  co_free(n->runtime_handlers);
+  kv_free(&n->labels);
+}
+
+static int node_equal(const co_obj_t *a, const co_obj_t *b) {
+  const co_node_t *x = (const co_node_t *)a, *y = (const co_node_t *)b;
+  return x->ready == y->ready && x->unschedulable == y->unschedulable &&
+         str_equal(x->kernel_version, y->kernel_version) &&
+         str_equal(x->runtime_handlers, y->runtime_handlers) && kv_equal(&x->labels, &y->labels);
+}
+
+const co_resource_type_t co_type_deployments = {"deployments",         "/apis/apps/v1/deployments",
+                                                sizeof(co_workload_t), workload_decode,
+                                                workload_release,      workload_equal};
+
+const co_resource_type_t co_type_statefulsets = {
+    "statefulsets",        "/apis/apps/v1/statefulsets",
+    sizeof(co_workload_t), workload_decode,
+    workload_release,      workload_equal};
+
+const co_resource_type_t co_type_nodes = {"nodes",     "/api/v1/nodes", sizeof(co_node_t),
+                                          node_decode, node_release,    node_equal};
