@@ -1,0 +1,183 @@
+/* confidential-operator: flags, subcommand dispatch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "co/alloc.h"
+#include "co/controller.h"
+#include "co/error.h"
+#include "co/log.h"
+
+#ifndef CO_VERSION
+#define CO_VERSION "0.0.0"
+#endif
+#ifndef CO_GIT_VERSION
+#define CO_GIT_VERSION "unknown"
+#endif
+
+typedef enum { FLAG_STR, FLAG_DBL, FLAG_INT, FLAG_LONG, FLAG_LEVEL, FLAG_FORMAT } flag_kind_t;
+
+typedef struct flag_s {
+  const char *name;
+  flag_kind_t kind;
+  void *ptr;
+  const char *help;
+} flag_t;
+
+static int parse_long(const char *s, long min, long max, long *out) {
+  char *end = NULL;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end != '\0' || v < min || v > max)
+    return CO_EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int set_flag(const flag_t *f, const char *val) {
+  switch (f->kind) {
+  case FLAG_STR:
+    *(const char **)f->ptr = val;
+    return 0;
+  case FLAG_DBL: {
+    char *end = NULL;
+    double d = strtod(val, &end);
+    if (end == val || *end != '\0' || d < 0 || d > 1e6)
+      return CO_EINVAL;
+    *(double *)f->ptr = d;
+    return 0;
+  }
+  case FLAG_INT: {
+    long v;
+    if (parse_long(val, 0, 1000000, &v) != 0)
+      return CO_EINVAL;
+    *(int *)f->ptr = (int)v;
+    return 0;
+  }
+  case FLAG_LONG:
+    return parse_long(val, 1, 86400, (long *)f->ptr);
+  case FLAG_LEVEL:
+    return co_log_parse_level(val, (int *)f->ptr);
+  case FLAG_FORMAT:
+    return co_log_parse_format(val, (int *)f->ptr);
+  }
+  return CO_EINVAL;
+}
+
+static void print_flags(FILE *out, const flag_t *flags, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    fprintf(out, "  --%-22s %s\n", flags[i].name, flags[i].help);
+}
+
+/* Accepts --name=value and --name value. Returns 0, 1 for --help, or -1 after an error. */
+static int parse_flags(int argc, char **argv, const flag_t *flags, size_t n) {
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+      return 1;
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(stderr, "unexpected argument: %s\n", a);
+      return -1;
+    }
+    a += 2;
+    const char *eq = strchr(a, '=');
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    const flag_t *f = NULL;
+    for (size_t k = 0; k < n; k++)
+      if (strlen(flags[k].name) == len && strncmp(flags[k].name, a, len) == 0)
+        f = &flags[k];
+    if (f == NULL) {
+      fprintf(stderr, "unknown flag: --%.*s\n", (int)len, a);
+      return -1;
+    }
+    const char *val = eq ? eq + 1 : NULL;
+    if (val == NULL) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "flag --%s needs a value\n", f->name);
+        return -1;
+      }
+      val = argv[++i];
+    }
+    if (set_flag(f, val) != 0) {
+      fprintf(stderr, "invalid value for --%s: %s\n", f->name, val);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "confidential-operator runs Kubernetes workloads in sandboxes with their own kernel\n"
+          "(Kata Containers, optionally in a TEE, or gVisor).\n\n"
+          "Usage: confidential-operator <command> [flags]\n\n"
+          "Commands:\n"
+          "  controller   watch the cluster and reconcile (Deployment in confidential-system)\n"
+          "  node-agent   prepare the node it runs on (DaemonSet on opted-in nodes)\n"
+          "  status       print nodes x runtimes and workloads x state\n"
+          "  manifests    print the install bundle\n"
+          "  version      print version and build information\n\n"
+          "Run 'confidential-operator <command> --help' for the flags of a command.\n");
+}
+
+static int cmd_version(void) {
+  printf("confidential-operator %s (%s)\n", CO_VERSION, CO_GIT_VERSION);
+  return 0;
+}
+
+static int cmd_controller(int argc, char **argv) {
+  co_controller_opts_t o;
+  co_controller_opts_default(&o);
+  int level = CO_LOG_INFO, format = CO_LOG_LOGFMT;
+  const flag_t flags[] = {
+      {"kubeconfig", FLAG_STR, &o.kubeconfig,
+       "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"},
+      {"context", FLAG_STR, &o.context, "kubeconfig context (default: current-context)"},
+      {"kube-api-qps", FLAG_DBL, &o.qps, "client-side API request rate limit (default 20)"},
+      {"kube-api-burst", FLAG_INT, &o.burst, "client-side API request burst (default 40)"},
+      {"watch-stall-timeout", FLAG_LONG, &o.stall_timeout_s,
+       "seconds without a byte before a watch is replaced (default 90)"},
+      {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
+      {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
+  };
+  size_t n = sizeof(flags) / sizeof(flags[0]);
+  int rc = parse_flags(argc, argv, flags, n);
+  if (rc != 0) {
+    FILE *out = rc > 0 ? stdout : stderr;
+    fprintf(out, "Usage: confidential-operator controller [flags]\n\nFlags:\n");
+    print_flags(out, flags, n);
+    return rc > 0 ? 0 : 2;
+  }
+  co_log_set_level(level);
+  co_log_set_format(format);
+  return co_controller_run(&o);
+}
+
+static int not_yet(const char *cmd) {
+  fprintf(stderr, "confidential-operator %s: not yet available in this version\n", cmd);
+  return 3;
+}
+
+int main(int argc, char **argv) {
+  if (co_alloc_install_hooks() != 0) {
+    fprintf(stderr, "confidential-operator: cannot initialise libraries\n");
+    return 1;
+  }
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+    return cmd_version();
+  if (strcmp(cmd, "controller") == 0)
+    return cmd_controller(argc - 2, argv + 2);
+  if (strcmp(cmd, "node-agent") == 0 || strcmp(cmd, "status") == 0 || strcmp(cmd, "manifests") == 0)
+    return not_yet(cmd);
+  fprintf(stderr, "unknown command: %s\n\n", cmd);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,27 @@
+/* The `controller` subcommand: connects to the API server, runs the informers and (as the
+ * issues land) the reconcilers, until SIGINT or SIGTERM. */
+#ifndef CO_CONTROLLER_H
+#define CO_CONTROLLER_H
+
+#include <stddef.h>
+
+typedef struct co_controller_opts_s {
+  const char *kubeconfig; /* borrowed; NULL: $KUBECONFIG, in-cluster, then ~/.kube/config */
+  const char *context;    /* borrowed; NULL: current-context */
+  double qps;             /* client-side rate limit */
+  int burst;
+  long stall_timeout_s; /* a watch silent for this long is replaced */
+} co_controller_opts_t;
+
+void co_controller_opts_default(co_controller_opts_t *opts);
+
+/* Runs until a termination signal; returns the process exit code (0 after a clean stop). */
+int co_controller_run(const co_controller_opts_t *opts);
+
+/* Loads the connection settings the way the controller does (flag, $KUBECONFIG, in-cluster,
+ * ~/.kube/config). Returns 0 or a CO_E* code with a message in err. */
+struct co_kubeconfig_s;
+int co_controller_load_config(struct co_kubeconfig_s *cfg, const char *kubeconfig,
+                              const char *context, char *err, size_t errlen);
+
+#endif
