@@ -289,6 +289,15 @@ static void set_status_from_body(co_req_t *req) {
   cJSON_Delete(st);
 }
 
+/* Forgets a failed attempt's answer before the request is sent again, so that the final
+ * result never carries the body, Status reason or error text of an earlier attempt. */
+static void reset_answer(co_req_t *req) {
+  co_buf_reset(&req->body);
+  co_free(req->status_reason);
+  co_free(req->status_message);
+  req->status_reason = req->status_message = NULL;
+}
+
 static int map_curl_error(CURLcode rc, int streamed) {
   switch (rc) {
   case CURLE_OK:
@@ -330,17 +339,20 @@ static uint64_t retry_delay_ms(long retry_after_s, unsigned n) {
   return d < 30000 ? d : 30000;
 }
 
+/* Retries only what the server asked to be retried (429, Retry-After) or what is safe to
+ * repeat (5xx on GET). Connection failures are left to the caller's own backoff (reflector,
+ * work queue), so that an unreachable server is reported at once, not after minutes. */
 static int retryable(const co_req_t *req, int err, long retry_after_s) {
   if (req->on_data != NULL)
     return 0; /* the watch owner decides: it must resume from its own resourceVersion */
+  if (req->http_status == 0)
+    return 0; /* no answer at all */
   switch (err) {
   case CO_ETOOMANY:
-  case CO_ECONNECT: /* the request never reached the server */
     return 1;
   case CO_ESERVER:
   case CO_EUNAVAILABLE:
   case CO_ETIMEOUT:
-  case CO_ETRANSPORT:
     return retry_after_s > 0 || req->verb == CO_GET;
   default:
     return 0;
@@ -383,7 +395,7 @@ static void finish_transfer(co_client_t *c, struct co__req_state *rs, CURLcode r
     rs->state = RS_AWAIT_TOKEN;
     rs->qnext = c->s->await_token;
     c->s->await_token = rs;
-    co_buf_reset(&req->body);
+    reset_answer(req);
     kick_token_reload(c);
     return;
   }
@@ -395,7 +407,7 @@ static void finish_transfer(co_client_t *c, struct co__req_state *rs, CURLcode r
            CO_S("url", rs->url), CO_I("status", code), CO_E(err), CO_I("delay_ms", delay));
     req->retries++;
     c->stats.retries++;
-    co_buf_reset(&req->body);
+    reset_answer(req);
     enqueue(c, rs, delay);
     return;
   }
@@ -520,7 +532,12 @@ static void start_transfer(co_client_t *c, struct co__req_state *rs) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  /* Waiting for a connection to multiplex on only makes sense where HTTP/2 can be negotiated
+   * (ALPN, https). On http:// the bundle learns it is HTTP/1.1 from a status line, and curl
+   * does not wake the handles that wait for that: they would sit until some other transfer
+   * ends, i.e. forever behind a watch. */
+  if (strncmp(rs->url, "https:", 6) == 0)
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->opts.connect_timeout_ms);
   if (req->on_data == NULL)
@@ -1031,7 +1048,14 @@ int co_req_start(co_req_t *req, co_verb_t verb, const char *path, const char *bo
   if (rs->next)
     rs->next->prev = rs;
   s->all = rs;
-  /* Always start from the loop, never re-entrantly from the caller's stack. */
+  if (s->token == NULL && s->token_file != NULL) {
+    /* The token file has not been read yet (a kubeconfig tokenFile): wait for it. */
+    rs->state = RS_AWAIT_TOKEN;
+    rs->qnext = s->await_token;
+    s->await_token = rs;
+    kick_token_reload(c);
+    return CO_OK;
+  }
   enqueue(c, rs, 0);
   return CO_OK;
 }
