@@ -691,10 +691,12 @@ static void token_work_done(uv_work_t *w, int status) {
   s->reload = NULL;
   if (status == 0 && tw->err == 0) {
     if (s->token == NULL || strcmp(s->token, tw->token) != 0) {
+      co_log(s->token == NULL ? CO_LOG_DEBUG : CO_LOG_INFO,
+             s->token == NULL ? "bearer token loaded" : "bearer token reloaded",
+             CO_S("file", s->token_file));
       co_free(s->token);
       s->token = tw->token;
       tw->token = NULL;
-      co_log(CO_LOG_INFO, "bearer token reloaded", CO_S("file", s->token_file));
     }
     c->stats.token_reloads++;
   } else if (status == 0) {

@@ -1,0 +1,120 @@
+# Helpers for the e2e tests: assertions, the controller under test, log queries.
+# Sourced by test/e2e/run.sh; every test file defines functions named test_*.
+
+E2E_PASSED=${E2E_PASSED:-0}
+E2E_FAILED=${E2E_FAILED:-0}
+E2E_CURRENT=""
+E2E_CURRENT_FAILED=0
+
+log() { printf '# %s\n' "$*" >&2; }
+
+fail() {
+  printf '#   FAIL [%s]: %s\n' "$E2E_CURRENT" "$*" >&2
+  E2E_CURRENT_FAILED=1
+}
+
+# check DESCRIPTION COMMAND...: runs the command, fails the test when it fails.
+check() {
+  local what=$1; shift
+  if "$@"; then log "  ok: $what"; else fail "$what"; fi
+}
+
+now() { date +%s.%N; }
+
+kc() { "$CO_KUBECTL" --kubeconfig="$KUBECONFIG" "$@"; }
+
+# ---- the controller under test -------------------------------------------------------
+CTRL_PID=""
+CTRL_LOG=""
+
+# ctrl_start NAME [flags...]: runs the controller with JSON debug logs into $E2E_DIR/NAME.log.
+ctrl_start() {
+  local name=$1; shift
+  CTRL_LOG="$E2E_DIR/$name.log"
+  : > "$CTRL_LOG"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+    "$CO_BIN" controller --log-format=json --log-level=debug "$@" >>"$CTRL_LOG" 2>&1 &
+  CTRL_PID=$!
+}
+
+# ctrl_stop: SIGTERM, wait; returns the exit code.
+ctrl_stop() {
+  [ -n "$CTRL_PID" ] || return 0
+  kill -TERM "$CTRL_PID" 2>/dev/null || true
+  local rc=0
+  wait "$CTRL_PID" || rc=$?
+  CTRL_PID=""
+  return $rc
+}
+
+ctrl_alive() { [ -n "$CTRL_PID" ] && kill -0 "$CTRL_PID" 2>/dev/null; }
+
+# log_count JQ_FILTER: number of JSON log lines matching a jq select() expression.
+log_count() {
+  grep '^{' "$CTRL_LOG" | jq -c "select($1)" 2>/dev/null | wc -l
+}
+
+# wait_log JQ_FILTER TIMEOUT_S [MIN_COUNT]: waits for matching log lines.
+wait_log() {
+  local filter=$1 timeout=$2 min=${3:-1}
+  local deadline
+  deadline=$(echo "$(now) + $timeout" | bc)
+  while (( $(echo "$(now) < $deadline" | bc) )); do
+    [ "$(log_count "$filter")" -ge "$min" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# log_ts JQ_FILTER: epoch seconds (fractional) of the first matching line.
+log_ts() {
+  local ts
+  ts=$(grep '^{' "$CTRL_LOG" | jq -r "select($1) | .ts" | head -1)
+  [ -n "$ts" ] || return 1
+  date -d "$ts" +%s.%N
+}
+
+# event_filter RESOURCE TYPE KEY
+event_filter() {
+  printf '.msg=="informer event" and .resource=="%s" and .type=="%s" and .key=="%s"' "$1" "$2" "$3"
+}
+
+# log_ts_after JQ_FILTER SINCE_EPOCH: epoch seconds of the first matching line logged at or
+# after SINCE_EPOCH (log timestamps have millisecond precision, hence the 1 ms slack).
+log_ts_after() {
+  local ts e
+  while read -r ts; do
+    e=$(date -d "$ts" +%s.%N)
+    if (( $(echo "$e >= $2 - 0.001" | bc) )); then echo "$e"; return 0; fi
+  done < <(grep '^{' "$CTRL_LOG" | jq -r "select($1) | .ts")
+  return 1
+}
+
+# wait_event RESOURCE TYPE KEY SINCE_EPOCH MAX_S: waits for the first such event logged after
+# SINCE_EPOCH and checks that it came at most MAX_S later.
+wait_event() {
+  local res=$1 type=$2 key=$3 since=$4 max=$5
+  local f ts="" lat deadline
+  f=$(event_filter "$res" "$type" "$key")
+  deadline=$(echo "$(now) + 30" | bc)
+  while (( $(echo "$(now) < $deadline" | bc) )); do
+    ts=$(log_ts_after "$f" "$since") && break
+    sleep 0.05
+  done
+  if [ -z "$ts" ]; then
+    fail "no $type event for $res $key"
+    return 1
+  fi
+  lat=$(echo "$ts - $since" | bc)
+  log "  $res $type $key seen after ${lat}s"
+  if (( $(echo "$lat > $max" | bc) )); then
+    fail "$res $type $key seen after ${lat}s (limit ${max}s)"
+    return 1
+  fi
+  return 0
+}
+
+# sanitizer_clean: the log holds no ASan/UBSan/LSan report.
+sanitizer_clean() {
+  ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$CTRL_LOG"
+}

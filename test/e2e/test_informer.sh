@@ -1,0 +1,54 @@
+# The informers see what kubectl does, within a second, and the process stops cleanly.
+
+test_informer_sees_kubectl_changes() {
+  kc create namespace e2e-inf >/dev/null
+  kc -n e2e-inf create deployment pre --image=fake --replicas=0 >/dev/null
+  ctrl_start informer
+  check "caches sync" wait_log '.msg=="all caches synced"' 30
+  check "pre-existing deployment listed" wait_log "$(event_filter deployments add e2e-inf/pre)" 5
+
+  # Latency is measured from before kubectl starts, so it includes kubectl's own run time.
+  local t
+  t=$(now); kc -n e2e-inf create deployment web --image=fake --replicas=0 >/dev/null
+  wait_event deployments add e2e-inf/web "$t" 1
+  sleep 1 # let the deployment controller's status updates settle
+  t=$(now); kc -n e2e-inf label deployment web tier=frontend >/dev/null
+  wait_event deployments update e2e-inf/web "$t" 1
+  t=$(now); kc -n e2e-inf delete deployment web --wait=false >/dev/null
+  wait_event deployments delete e2e-inf/web "$t" 1
+
+  t=$(now)
+  kc -n e2e-inf apply -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 0
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: fake}]}
+YAML
+  wait_event statefulsets add e2e-inf/db "$t" 1
+  t=$(now); kc -n e2e-inf delete statefulset db --wait=false >/dev/null
+  wait_event statefulsets delete e2e-inf/db "$t" 1
+
+  t=$(now); kc label node kwok-node-0 confidential.cypherpunk.io/enabled=true --overwrite >/dev/null
+  wait_event nodes update kwok-node-0 "$t" 1
+  kc label node kwok-node-0 confidential.cypherpunk.io/enabled- >/dev/null
+
+  # Node heartbeats change nothing the controller reads: no update events for them.
+  local before after
+  before=$(log_count '.msg=="informer event" and .resource=="nodes" and .type=="update"')
+  sleep 12
+  after=$(log_count '.msg=="informer event" and .resource=="nodes" and .type=="update"')
+  check "node heartbeats do not wake handlers ($before -> $after)" [ "$after" -eq "$before" ]
+
+  local rc=0
+  ctrl_stop || rc=$?
+  check "SIGTERM exits 0 (got $rc)" [ "$rc" -eq 0 ]
+  check "informers closed on shutdown" wait_log '.msg=="informer stopped"' 1 3
+  check "no sanitizer report" sanitizer_clean
+  kc delete namespace e2e-inf --wait=false >/dev/null
+}
