@@ -7,23 +7,23 @@
 
 /* All strings and byte arrays are owned by the struct; release with co_kubeconfig_free. */
 typedef struct co_kubeconfig_s {
-  char *context;         /* name of the context used (NULL in cluster) */
-  char *server;          /* "https://host:port[/prefix]", no trailing slash */
-  char *tls_server_name; /* overrides the name checked in the server certificate, or NULL */
-  int insecure;          /* insecure-skip-tls-verify: true */
-  char *ca_file;         /* absolute path, or NULL */
+  char *context;          /* name of the context used (NULL in cluster) */
+  char *server;           /* "https://host:port[/prefix]", no trailing slash */
+  char *tls_server_name;  /* overrides the name checked in the server certificate, or NULL */
+  int insecure;           /* insecure-skip-tls-verify: true */
+  char *ca_file;          /* absolute path, or NULL */
   unsigned char *ca_data; /* PEM bytes (base64-decoded certificate-authority-data), or NULL */
   size_t ca_data_len;
-  char *token;           /* bearer token, or NULL */
-  char *token_file;      /* absolute path of a token file, re-read on rotation, or NULL */
+  char *token;      /* bearer token, or NULL */
+  char *token_file; /* absolute path of a token file, re-read on rotation, or NULL */
   char *client_cert_file;
   unsigned char *client_cert_data; /* PEM bytes, or NULL */
   size_t client_cert_data_len;
   char *client_key_file;
   unsigned char *client_key_data; /* PEM bytes, or NULL */
   size_t client_key_data_len;
-  char *namespace;       /* context namespace, or the pod's namespace in cluster; NULL if none */
-  int in_cluster;        /* 1 when built by co_kubeconfig_in_cluster */
+  char *namespace; /* context namespace, or the pod's namespace in cluster; NULL if none */
+  int in_cluster;  /* 1 when built by co_kubeconfig_in_cluster */
 } co_kubeconfig_t;
 
 /* Loads a kubeconfig. path may be NULL: then $KUBECONFIG (a ':'-separated list, merged the

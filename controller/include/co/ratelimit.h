@@ -6,9 +6,9 @@
 #include <stdint.h>
 
 typedef struct co_ratelimit_s {
-  double qps;      /* <= 0 means unlimited */
-  double burst;    /* bucket size, >= 1 */
-  double tokens;   /* may go negative: reserved future tokens */
+  double qps;    /* <= 0 means unlimited */
+  double burst;  /* bucket size, >= 1 */
+  double tokens; /* may go negative: reserved future tokens */
   uint64_t last_ms;
 } co_ratelimit_t;
 
