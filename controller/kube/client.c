@@ -401,7 +401,7 @@ static void finish_transfer(co_client_t *c, struct co__req_state *rs, CURLcode r
   }
   long ra = retry_after > 0 ? (long)retry_after : 0;
   if (err != CO_OK && !c->s->closing && !rs->canceled && req->retries < c->s->opts.max_retries &&
-      retryable(req, err, ra)) {
+      rc == CURLE_OK && retryable(req, err, ra)) {
     uint64_t delay = retry_delay_ms(ra, req->retries);
     co_log(CO_LOG_DEBUG, "retrying request", CO_S("verb", co_verb_name(req->verb)),
            CO_S("url", rs->url), CO_I("status", code), CO_E(err), CO_I("delay_ms", delay));
@@ -734,6 +734,16 @@ static void kick_token_reload(co_client_t *c) {
     s->reload = NULL;
     co_free(tw->path);
     co_free(tw);
+    co_log(CO_LOG_WARN, "cannot schedule the token file read", CO_S("file", s->token_file));
+    /* Parked requests go on with the token they have rather than wait forever. */
+    struct co__req_state *list = s->await_token;
+    s->await_token = NULL;
+    while (list != NULL) {
+      struct co__req_state *rs = list;
+      list = rs->qnext;
+      rs->qnext = NULL;
+      enqueue(c, rs, 0);
+    }
   }
 }
 

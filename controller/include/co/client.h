@@ -12,7 +12,8 @@
  * - a client-side token bucket (qps/burst) delays requests before they are sent;
  * - 429, and 5xx carrying Retry-After (or any 5xx for GET), are retried after Retry-After or
  *   an exponential backoff, at most max_retries times; streamed requests are never retried;
- * - a transfer that receives no byte for stall_timeout_s is aborted with CO_ESTALLED;
+ * - a transfer that receives no byte for stall_timeout_s is aborted: CO_ESTALLED for a stream,
+ *   CO_ETIMEOUT otherwise (transport failures are never retried here: callers back off);
  * - non-2xx answers keep the API server's Status reason and message on the request. */
 #ifndef CO_CLIENT_H
 #define CO_CLIENT_H
