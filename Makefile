@@ -22,7 +22,7 @@ build-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCO_ASAN=ON -DCO_UBSAN=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
-lint:
+lint: build
 	hack/lint.sh
 
 format:

@@ -32,7 +32,8 @@ for f in $(git ls-files -co --exclude-standard -- '*.sh' .ci/run | grep -v '^bui
   bash -n "$f" || fail=1
 done
 
-lib=$(ls build*/libco.a 2>/dev/null | head -1 || true)
+lib=${CO_LINT_LIB:-build/libco.a}
+[ -f "$lib" ] || lib=""
 if [ -n "$lib" ]; then
   echo "[lint] exported symbols of $lib carry the co_ prefix"
   bad=$(nm --defined-only -g "$lib" 2>/dev/null | awk 'NF==3 && $2 ~ /[TDBR]/ {print $3}' |

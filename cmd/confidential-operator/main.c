@@ -136,6 +136,8 @@ static int cmd_controller(int argc, char **argv) {
       {"kube-api-burst", FLAG_INT, &o.burst, "client-side API request burst (default 40)"},
       {"watch-stall-timeout", FLAG_LONG, &o.stall_timeout_s,
        "seconds without a byte before a watch is replaced (default 90)"},
+      {"list-page-size", FLAG_INT, &o.list_page_size,
+       "objects per page when listing (default 500)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };

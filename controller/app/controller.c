@@ -31,6 +31,7 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->qps = 20;
   o->burst = 40;
   o->stall_timeout_s = 90;
+  o->list_page_size = 500;
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -144,6 +145,7 @@ int co_controller_run(const co_controller_opts_t *opts) {
   for (int i = 0; i < INF_COUNT; i++) {
     co_informer_init(&app->client, &app->informers[i], types[i], &handlers, NULL);
     app->informers[i].data = app;
+    app->informers[i].reflector.page_limit = (unsigned)opts->list_page_size;
     app->informers_open++;
     co_informer_start(&app->informers[i]);
   }

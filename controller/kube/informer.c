@@ -117,6 +117,7 @@ static void remove_obj(co_informer_t *inf, co_obj_t *old) {
 static void on_list_begin(co_reflector_t *r) {
   co_informer_t *inf = r->data;
   inf->mark++;
+  inf->pages_before = r->stats.pages - 1; /* list_begin comes with the first page */
 }
 
 static void on_list_item(co_reflector_t *r, const cJSON *json) {
@@ -134,7 +135,8 @@ static void on_list_end(co_reflector_t *r) {
       remove_obj(inf, o);
   }
   co_log(CO_LOG_DEBUG, "list complete", CO_S("resource", inf->type->name),
-         CO_I("objects", inf->count), CO_S("rv", r->resource_version));
+         CO_I("objects", inf->count), CO_I("pages", r->stats.pages - inf->pages_before),
+         CO_S("rv", r->resource_version));
   if (!inf->synced) {
     inf->synced = 1;
     if (inf->handlers.on_synced != NULL)

@@ -52,3 +52,25 @@ YAML
   check "no sanitizer report" sanitizer_clean
   kc delete namespace e2e-inf --wait=false >/dev/null
 }
+
+test_paginated_list() {
+  kc create namespace e2e-page >/dev/null
+  local i
+  for i in $(seq 1 25); do
+    printf -- '---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: p%s, namespace: e2e-page}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: p%s}}\n  template:\n    metadata: {labels: {app: p%s}}\n    spec: {containers: [{name: c, image: fake}]}\n' "$i" "$i" "$i"
+  done | kc apply -f - >/dev/null
+  ctrl_start paged --list-page-size=10
+  check "caches sync" wait_log '.msg=="all caches synced"' 30
+  local pages objects added
+  pages=$(grep '^{' "$CTRL_LOG" | jq -r 'select(.msg=="list complete" and .resource=="deployments") | .pages' | head -1)
+  objects=$(grep '^{' "$CTRL_LOG" | jq -r 'select(.msg=="list complete" and .resource=="deployments") | .objects' | head -1)
+  added=$(log_count '.msg=="informer event" and .type=="add" and (.key|startswith("e2e-page/"))')
+  check "deployments listed in pages of 10 (pages=$pages)" [ "${pages:-0}" -ge 3 ]
+  check "the list holds them all (objects=$objects)" [ "${objects:-0}" -ge 25 ]
+  check "every deployment of the namespace in the cache ($added/25)" [ "$added" -eq 25 ]
+  local rc=0
+  ctrl_stop || rc=$?
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "no sanitizer report" sanitizer_clean
+  kc delete namespace e2e-page --wait=false >/dev/null
+}

@@ -11,6 +11,7 @@ typedef struct co_controller_opts_s {
   double qps;             /* client-side rate limit */
   int burst;
   long stall_timeout_s; /* a watch silent for this long is replaced */
+  int list_page_size;    /* objects per list page (limit) */
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);

@@ -73,6 +73,7 @@ struct co_informer_s {
   co_informer_handlers_t handlers;
   co_obj_t *cache;
   uint32_t mark;
+  uint64_t pages_before; /* reflector page count before the current list */
   co_informer_close_cb close_cb;
 };
 
