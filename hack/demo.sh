@@ -15,7 +15,7 @@ if [ "${1:-}" = "down" ]; then
 fi
 
 t0=$(date +%s)
-CO_NODES=2 hack/cluster-up.sh
+CO_NODES=2 hack/cluster-up.sh >/dev/null
 # shellcheck disable=SC1091
 source "$CO_CLUSTER_DIR/cluster.env"
 kc() { "$CO_KUBECTL" --kubeconfig="$KUBECONFIG" "$@"; }
