@@ -8,6 +8,8 @@
 #include "co/error.h"
 
 #define KV_MAX (1024 * 1024)
+/* Condition messages kept for status: enough to explain, bounded. */
+#define MSG_MAX 1024
 #define MAX_OPTIN 8
 
 static const char *default_optin[] = {"KATA", "CONFIDENTIAL_RUNTIME"};
@@ -90,6 +92,8 @@ static const cJSON *path(const cJSON *o, const char *a, const char *b, const cha
   return o;
 }
 
+static const char *str_of(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+
 static char *dup_str(const cJSON *v) {
   return cJSON_IsString(v) ? co_strdup(v->valuestring) : NULL;
 }
@@ -160,6 +164,22 @@ static int workload_decode(const cJSON *obj, co_obj_t *out) {
     rc = kv_from_map(path(obj, "metadata", "annotations", NULL), CO_DOMAIN "/", &w->annotations);
   if (rc == 0)
     rc = scan_env(podspec, &w->template_env);
+  if (rc == 0)
+    rc = kv_from_map(path(spec, "selector", "matchLabels", NULL), NULL, &w->selector);
+  const cJSON *cond;
+  cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(status, "conditions")) {
+    const char *type = str_of(cJSON_GetObjectItemCaseSensitive(cond, "type"));
+    const char *st = str_of(cJSON_GetObjectItemCaseSensitive(cond, "status"));
+    const char *msg = str_of(cJSON_GetObjectItemCaseSensitive(cond, "message"));
+    if (type == NULL || st == NULL)
+      continue;
+    int stuck = strcmp(type, "Progressing") == 0 && strcmp(st, "False") == 0;
+    int failed = stuck || (strcmp(type, "ReplicaFailure") == 0 && strcmp(st, "True") == 0);
+    if (stuck)
+      w->progress_failed = 1;
+    if (failed && w->failure_message == NULL && msg != NULL)
+      w->failure_message = co_strndup(msg, strnlen(msg, MSG_MAX));
+  }
   return rc;
 }
 
@@ -169,6 +189,8 @@ static void workload_release(co_obj_t *o) {
   kv_free(&w->labels);
   kv_free(&w->annotations);
   kv_free(&w->template_env);
+  kv_free(&w->selector);
+  co_free(w->failure_message);
 }
 
 static int workload_equal(const co_obj_t *a, const co_obj_t *b) {
@@ -178,7 +200,10 @@ static int workload_equal(const co_obj_t *a, const co_obj_t *b) {
          x->updated_replicas == y->updated_replicas &&
          x->available_replicas == y->available_replicas &&
          str_equal(x->runtime_class, y->runtime_class) && kv_equal(&x->labels, &y->labels) &&
-         kv_equal(&x->annotations, &y->annotations) && kv_equal(&x->template_env, &y->template_env);
+         kv_equal(&x->annotations, &y->annotations) &&
+         kv_equal(&x->template_env, &y->template_env) && kv_equal(&x->selector, &y->selector) &&
+         x->progress_failed == y->progress_failed &&
+         str_equal(x->failure_message, y->failure_message);
 }
 
 static int node_decode(const cJSON *obj, co_obj_t *out) {
@@ -223,6 +248,93 @@ static int node_equal(const co_obj_t *a, const co_obj_t *b) {
          str_equal(x->kernel_version, y->kernel_version) &&
          str_equal(x->runtime_handlers, y->runtime_handlers) && kv_equal(&x->labels, &y->labels);
 }
+
+static int namespace_decode(const cJSON *obj, co_obj_t *out) {
+  co_namespace_t *n = (co_namespace_t *)out;
+  return kv_from_map(path(obj, "metadata", "labels", NULL), NULL, &n->labels);
+}
+
+static void namespace_release(co_obj_t *o) { kv_free(&((co_namespace_t *)o)->labels); }
+
+static int namespace_equal(const co_obj_t *a, const co_obj_t *b) {
+  return kv_equal(&((const co_namespace_t *)a)->labels, &((const co_namespace_t *)b)->labels);
+}
+
+/* The first reason a pod does not run: unschedulable, or a container stuck waiting (sandbox
+ * or image problems). */
+static char *pod_waiting_reason(const cJSON *status) {
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(status, "conditions")) {
+    const char *type = str_of(cJSON_GetObjectItemCaseSensitive(c, "type"));
+    const char *st = str_of(cJSON_GetObjectItemCaseSensitive(c, "status"));
+    const char *reason = str_of(cJSON_GetObjectItemCaseSensitive(c, "reason"));
+    const char *msg = str_of(cJSON_GetObjectItemCaseSensitive(c, "message"));
+    if (type != NULL && strcmp(type, "PodScheduled") == 0 && st != NULL &&
+        strcmp(st, "False") == 0) {
+      co_buf_t b;
+      co_buf_init(&b, MSG_MAX);
+      co_buf_appendf(&b, "%s: %.900s", reason ? reason : "Unschedulable", msg ? msg : "");
+      return co_buf_steal(&b);
+    }
+  }
+  static const char *lists[] = {"initContainerStatuses", "containerStatuses"};
+  for (size_t l = 0; l < 2; l++) {
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(status, lists[l])) {
+      const cJSON *w = path(c, "state", "waiting", NULL);
+      const char *reason = str_of(cJSON_GetObjectItemCaseSensitive(w, "reason"));
+      const char *msg = str_of(cJSON_GetObjectItemCaseSensitive(w, "message"));
+      if (reason == NULL || strcmp(reason, "ContainerCreating") == 0 ||
+          strcmp(reason, "PodInitializing") == 0)
+        continue;
+      co_buf_t b;
+      co_buf_init(&b, MSG_MAX);
+      co_buf_appendf(&b, "%s: %.900s", reason, msg ? msg : "");
+      return co_buf_steal(&b);
+    }
+  }
+  return NULL;
+}
+
+static int pod_decode(const cJSON *obj, co_obj_t *out) {
+  co_pod_t *p = (co_pod_t *)out;
+  const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+  const cJSON *status = cJSON_GetObjectItemCaseSensitive(obj, "status");
+  p->runtime_class = dup_str(cJSON_GetObjectItemCaseSensitive(spec, "runtimeClassName"));
+  p->node_name = dup_str(cJSON_GetObjectItemCaseSensitive(spec, "nodeName"));
+  const char *phase = str_of(cJSON_GetObjectItemCaseSensitive(status, "phase"));
+  p->terminal = phase != NULL && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(status, "conditions")) {
+    const char *type = str_of(cJSON_GetObjectItemCaseSensitive(c, "type"));
+    const char *st = str_of(cJSON_GetObjectItemCaseSensitive(c, "status"));
+    if (type != NULL && strcmp(type, "Ready") == 0)
+      p->ready = st != NULL && strcmp(st, "True") == 0;
+  }
+  p->waiting_reason = p->ready ? NULL : pod_waiting_reason(status);
+  return kv_from_map(path(obj, "metadata", "labels", NULL), NULL, &p->labels);
+}
+
+static void pod_release(co_obj_t *o) {
+  co_pod_t *p = (co_pod_t *)o;
+  co_free(p->runtime_class);
+  co_free(p->node_name);
+  co_free(p->waiting_reason);
+  kv_free(&p->labels);
+}
+
+static int pod_equal(const co_obj_t *a, const co_obj_t *b) {
+  const co_pod_t *x = (const co_pod_t *)a, *y = (const co_pod_t *)b;
+  return x->ready == y->ready && x->terminal == y->terminal &&
+         str_equal(x->runtime_class, y->runtime_class) && str_equal(x->node_name, y->node_name) &&
+         str_equal(x->waiting_reason, y->waiting_reason) && kv_equal(&x->labels, &y->labels);
+}
+
+const co_resource_type_t co_type_namespaces = {"namespaces",           "/api/v1/namespaces",
+                                               sizeof(co_namespace_t), namespace_decode,
+                                               namespace_release,      namespace_equal};
+
+const co_resource_type_t co_type_pods = {"pods",     "/api/v1/pods", sizeof(co_pod_t),
+                                         pod_decode, pod_release,    pod_equal};
 
 const co_resource_type_t co_type_deployments = {"deployments",         "/apis/apps/v1/deployments",
                                                 sizeof(co_workload_t), workload_decode,

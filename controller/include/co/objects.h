@@ -27,11 +27,14 @@ typedef struct co_workload_s {
   int64_t observed_generation;
   int32_t replicas; /* spec.replicas (default 1) */
   int32_t status_replicas, ready_replicas, updated_replicas, available_replicas;
-  char *runtime_class;  /* spec.template.spec.runtimeClassName, or NULL */
-  co_kv_t labels;       /* metadata.labels */
-  co_kv_t annotations;  /* metadata.annotations with the project's prefix only */
-  co_kv_t template_env; /* opt-in env vars found on any container or init container:
-                           name=value (first occurrence of each name) */
+  char *runtime_class;   /* spec.template.spec.runtimeClassName, or NULL */
+  co_kv_t labels;        /* metadata.labels */
+  co_kv_t annotations;   /* metadata.annotations with the project's prefix only */
+  co_kv_t template_env;  /* opt-in env vars found on any container or init container:
+                            name=value (first occurrence of each name) */
+  co_kv_t selector;      /* spec.selector.matchLabels (pods of the workload) */
+  int progress_failed;   /* Deployment condition Progressing=False (deadline exceeded) */
+  char *failure_message; /* ReplicaFailure=True / Progressing=False message, or NULL */
 } co_workload_t;
 
 typedef struct co_node_s {
@@ -43,6 +46,25 @@ typedef struct co_node_s {
   char *runtime_handlers; /* status.runtimeHandlers[].name joined by ',' or NULL */
 } co_node_t;
 
+typedef struct co_namespace_s {
+  co_obj_t meta;
+  co_kv_t labels;
+} co_namespace_t;
+
+typedef struct co_pod_s {
+  co_obj_t meta;
+  co_kv_t labels;
+  char *runtime_class;  /* spec.runtimeClassName, or NULL */
+  char *node_name;      /* spec.nodeName, or NULL */
+  int ready;            /* condition Ready=True */
+  int terminal;         /* phase Succeeded or Failed */
+  char *waiting_reason; /* why it does not run: "Unschedulable: <message>" from PodScheduled,
+                           or a container's waiting reason such as CreateContainerError;
+                           NULL when none */
+} co_pod_t;
+
+extern const co_resource_type_t co_type_namespaces;
+extern const co_resource_type_t co_type_pods;
 extern const co_resource_type_t co_type_deployments;
 extern const co_resource_type_t co_type_statefulsets;
 extern const co_resource_type_t co_type_nodes;
