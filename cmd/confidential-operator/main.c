@@ -138,6 +138,17 @@ static int cmd_controller(int argc, char **argv) {
        "seconds without a byte before a watch is replaced (default 90)"},
       {"list-page-size", FLAG_INT, &o.list_page_size,
        "objects per page when listing (default 500)"},
+      {"runtime-classes", FLAG_STR, &o.runtime_classes,
+       "enabled sandbox RuntimeClasses, the only ones ever written (default kata-qemu,kata-clh,"
+       "kata-qemu-coco-dev,kata-qemu-snp,kata-qemu-tdx,gvisor)"},
+      {"default-runtime-class", FLAG_STR, &o.default_class,
+       "class of an opt-in that names none (default kata-qemu)"},
+      {"optin-env", FLAG_STR, &o.optin_env,
+       "env var names that opt a workload in (default KATA,CONFIDENTIAL_RUNTIME)"},
+      {"namespace-policy", FLAG_STR, &o.namespace_policy,
+       "where env/annotation opt-ins count: default|akash (default default)"},
+      {"operator-namespace", FLAG_STR, &o.operator_namespace,
+       "the operator's own namespace, never touched (default confidential-system)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };

@@ -1,4 +1,4 @@
-/* The controller process: client, informers, signals, orderly shutdown. */
+/* The controller process: client, informers, reconciler, signals, orderly shutdown. */
 #include "co/controller.h"
 
 #include <signal.h>
@@ -11,16 +11,34 @@
 #include "co/kubeconfig.h"
 #include "co/log.h"
 #include "co/objects.h"
+#include "co/reconcile.h"
+#include "cwl.h"
 
-enum { INF_DEPLOYMENTS, INF_STATEFULSETS, INF_NODES, INF_COUNT };
+enum {
+  INF_DEPLOYMENTS,
+  INF_STATEFULSETS,
+  INF_NODES,
+  INF_NAMESPACES,
+  INF_PODS,
+  INF_CWLS,
+  INF_COUNT
+};
+
+#define MAX_LIST 16
 
 typedef struct app_s {
   uv_loop_t loop;
   co_client_t client;
   co_informer_t informers[INF_COUNT];
+  co_reconciler_t rec;
+  co_policy_t policy;
+  char *lists; /* owned copy of the comma lists, split in place */
+  const char *classes[MAX_LIST];
+  const char *optin[MAX_LIST];
   uv_signal_t sigint, sigterm;
   int informers_open;
   int synced;
+  int started;
   int stopping;
   int exit_code;
   uint64_t started_ms;
@@ -32,6 +50,11 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->burst = 40;
   o->stall_timeout_s = 90;
   o->list_page_size = 500;
+  o->runtime_classes = "kata-qemu,kata-clh,kata-qemu-coco-dev,kata-qemu-snp,kata-qemu-tdx,gvisor";
+  o->default_class = "kata-qemu";
+  o->optin_env = "KATA,CONFIDENTIAL_RUNTIME";
+  o->namespace_policy = "default";
+  o->operator_namespace = "confidential-system";
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -46,32 +69,124 @@ int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, cons
   return co_kubeconfig_load(cfg, NULL, context, err, errlen);
 }
 
+/* Splits a comma list in place (s is modified); returns the count or -1 past max. */
+static int split_list(char *s, const char **out, int max) {
+  int n = 0;
+  while (s != NULL && *s != '\0') {
+    char *comma = strchr(s, ',');
+    if (comma != NULL)
+      *comma = '\0';
+    if (*s != '\0') {
+      if (n == max)
+        return -1;
+      out[n++] = s;
+    }
+    s = comma != NULL ? comma + 1 : NULL;
+  }
+  return n;
+}
+
+static int setup_policy(app_t *app, const co_controller_opts_t *o) {
+  size_t a = strlen(o->runtime_classes), b = strlen(o->optin_env);
+  app->lists = malloc(a + b + 2);
+  if (app->lists == NULL)
+    return CO_ENOMEM;
+  memcpy(app->lists, o->runtime_classes, a + 1);
+  memcpy(app->lists + a + 1, o->optin_env, b + 1);
+  int nc = split_list(app->lists, app->classes, MAX_LIST);
+  int ne = split_list(app->lists + a + 1, app->optin, MAX_LIST);
+  if (nc <= 0 || ne < 0) {
+    co_log(CO_LOG_ERROR, "invalid --runtime-classes or --optin-env (1 to 16 names)");
+    return CO_EINVAL;
+  }
+  app->policy.allowed = app->classes;
+  app->policy.n_allowed = (size_t)nc;
+  app->policy.default_class = o->default_class;
+  app->policy.operator_namespace = o->operator_namespace;
+  if (strcmp(o->namespace_policy, "akash") == 0)
+    app->policy.ns_policy = CO_NS_POLICY_AKASH;
+  else if (strcmp(o->namespace_policy, "default") == 0)
+    app->policy.ns_policy = CO_NS_POLICY_DEFAULT;
+  else {
+    co_log(CO_LOG_ERROR, "invalid --namespace-policy (default or akash)",
+           CO_S("value", o->namespace_policy));
+    return CO_EINVAL;
+  }
+  if (!co_decide_class_allowed(&app->policy, o->default_class)) {
+    co_log(CO_LOG_ERROR, "--default-runtime-class is not one of --runtime-classes",
+           CO_S("class", o->default_class));
+    return CO_EINVAL;
+  }
+  co_objects_set_optin_env(app->optin, (unsigned)ne);
+  return CO_OK;
+}
+
 static const char *type_name(co_informer_t *inf) { return inf->type->name; }
+
+static int index_of(app_t *app, co_informer_t *inf) { return (int)(inf - app->informers); }
+
+/* Routes a change to the reconciler keys it affects (only once it runs). */
+static void notify(co_informer_t *inf, const co_obj_t *o) {
+  app_t *app = inf->data;
+  if (!app->started)
+    return;
+  switch (index_of(app, inf)) {
+  case INF_DEPLOYMENTS:
+    co_reconciler_workload_changed(&app->rec, 'd', o);
+    break;
+  case INF_STATEFULSETS:
+    co_reconciler_workload_changed(&app->rec, 's', o);
+    break;
+  case INF_NODES:
+    co_reconciler_nodes_changed(&app->rec);
+    break;
+  case INF_NAMESPACES:
+    co_reconciler_namespace_changed(&app->rec, o);
+    break;
+  case INF_PODS:
+    co_reconciler_pod_changed(&app->rec, o);
+    break;
+  case INF_CWLS:
+    co_reconciler_cr_changed(&app->rec, o);
+    break;
+  default:
+    break;
+  }
+}
 
 static void on_add(co_informer_t *inf, const co_obj_t *o) {
   co_log(CO_LOG_DEBUG, "informer event", CO_S("resource", type_name(inf)), CO_S("type", "add"),
          CO_S("key", o->key), CO_S("rv", o->rv));
+  notify(inf, o);
 }
 
 static void on_update(co_informer_t *inf, const co_obj_t *old, const co_obj_t *o) {
   (void)old;
   co_log(CO_LOG_DEBUG, "informer event", CO_S("resource", type_name(inf)), CO_S("type", "update"),
          CO_S("key", o->key), CO_S("rv", o->rv));
+  notify(inf, o);
 }
 
 static void on_delete(co_informer_t *inf, const co_obj_t *o) {
   co_log(CO_LOG_DEBUG, "informer event", CO_S("resource", type_name(inf)), CO_S("type", "delete"),
          CO_S("key", o->key), CO_S("rv", o->rv));
+  notify(inf, o);
 }
 
 static void on_synced(co_informer_t *inf) {
   app_t *app = inf->data;
   co_log(CO_LOG_INFO, "cache synced", CO_S("resource", type_name(inf)),
          CO_I("objects", inf->count));
-  if (++app->synced == INF_COUNT)
-    co_log(CO_LOG_INFO, "all caches synced", CO_I("deployments", app->informers[0].count),
-           CO_I("statefulsets", app->informers[1].count), CO_I("nodes", app->informers[2].count),
-           CO_I("ms", uv_now(&app->loop) - app->started_ms));
+  if (++app->synced < INF_COUNT)
+    return;
+  co_log(CO_LOG_INFO, "all caches synced",
+         CO_I("deployments", app->informers[INF_DEPLOYMENTS].count),
+         CO_I("statefulsets", app->informers[INF_STATEFULSETS].count),
+         CO_I("nodes", app->informers[INF_NODES].count),
+         CO_I("confidentialworkloads", app->informers[INF_CWLS].count),
+         CO_I("ms", uv_now(&app->loop) - app->started_ms));
+  if (!app->stopping && co_reconciler_start(&app->rec) == 0)
+    app->started = 1;
 }
 
 static void on_client_closed(co_client_t *c) {
@@ -91,13 +206,22 @@ static void on_informer_closed(co_informer_t *inf) {
     co_client_close(&app->client, on_client_closed);
 }
 
+static void on_reconciler_closed(co_reconciler_t *rec) {
+  app_t *app = rec->data;
+  const co_reconciler_stats_t *s = &rec->stats;
+  co_log(CO_LOG_INFO, "reconciler stopped", CO_I("reconciles", s->reconciles),
+         CO_I("patches", s->patches), CO_I("restores", s->restores),
+         CO_I("status_writes", s->status_writes), CO_I("errors", s->write_errors));
+  for (int i = 0; i < INF_COUNT; i++)
+    co_informer_close(&app->informers[i], on_informer_closed);
+}
+
 static void stop(app_t *app) {
   if (app->stopping)
     return;
   app->stopping = 1;
   co_log(CO_LOG_INFO, "shutting down");
-  for (int i = 0; i < INF_COUNT; i++)
-    co_informer_close(&app->informers[i], on_informer_closed);
+  co_reconciler_close(&app->rec, on_reconciler_closed);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -110,14 +234,21 @@ int co_controller_run(const co_controller_opts_t *opts) {
   co_kubeconfig_t cfg;
   char err[512] = "";
   memset(&cfg, 0, sizeof(cfg));
-  int rc = co_controller_load_config(&cfg, opts->kubeconfig, opts->context, err, sizeof(err));
-  if (rc != 0) {
-    co_log(CO_LOG_ERROR, "cannot load the API server configuration", CO_S("detail", err), CO_E(rc));
-    return 2;
-  }
   app_t *app = calloc(1, sizeof(*app));
   if (app == NULL)
     return 1;
+  if (setup_policy(app, opts) != 0) {
+    free(app->lists);
+    free(app);
+    return 2;
+  }
+  int rc = co_controller_load_config(&cfg, opts->kubeconfig, opts->context, err, sizeof(err));
+  if (rc != 0) {
+    co_log(CO_LOG_ERROR, "cannot load the API server configuration", CO_S("detail", err), CO_E(rc));
+    free(app->lists);
+    free(app);
+    return 2;
+  }
   uv_loop_init(&app->loop);
   app->started_ms = uv_now(&app->loop);
   co_client_opts_t copts;
@@ -130,25 +261,35 @@ int co_controller_run(const co_controller_opts_t *opts) {
     co_log(CO_LOG_ERROR, "cannot create the API client", CO_S("detail", err), CO_E(rc));
     co_kubeconfig_free(&cfg);
     uv_loop_close(&app->loop);
+    free(app->lists);
     free(app);
     return 2;
   }
   app->client.data = app;
   co_log(CO_LOG_INFO, "starting controller", CO_S("server", cfg.server),
          CO_S("context", cfg.context ? cfg.context : (cfg.in_cluster ? "in-cluster" : "")),
-         CO_F("qps", opts->qps), CO_I("burst", opts->burst));
+         CO_F("qps", opts->qps), CO_I("burst", opts->burst),
+         CO_S("runtime_classes", opts->runtime_classes), CO_S("default_class", opts->default_class),
+         CO_S("namespace_policy", opts->namespace_policy));
   co_kubeconfig_free(&cfg);
 
   static const co_informer_handlers_t handlers = {on_add, on_update, on_delete, on_synced};
   const co_resource_type_t *types[INF_COUNT] = {&co_type_deployments, &co_type_statefulsets,
-                                                &co_type_nodes};
+                                                &co_type_nodes,       &co_type_namespaces,
+                                                &co_type_pods,        &co_type_cwl};
   for (int i = 0; i < INF_COUNT; i++) {
     co_informer_init(&app->client, &app->informers[i], types[i], &handlers, NULL);
     app->informers[i].data = app;
     app->informers[i].reflector.page_limit = (unsigned)opts->list_page_size;
     app->informers_open++;
-    co_informer_start(&app->informers[i]);
   }
+  co_informer_t *inf = app->informers;
+  co_reconciler_init(&app->loop, &app->rec, &app->client, &inf[INF_DEPLOYMENTS],
+                     &inf[INF_STATEFULSETS], &inf[INF_NAMESPACES], &inf[INF_PODS], &inf[INF_CWLS],
+                     &inf[INF_NODES], &app->policy);
+  app->rec.data = app;
+  for (int i = 0; i < INF_COUNT; i++)
+    co_informer_start(&app->informers[i]);
   uv_signal_init(&app->loop, &app->sigint);
   uv_signal_init(&app->loop, &app->sigterm);
   app->sigint.data = app->sigterm.data = app;
@@ -160,6 +301,7 @@ int co_controller_run(const co_controller_opts_t *opts) {
   if (rc != 0)
     co_log(CO_LOG_ERROR, "event loop closed with handles still open", CO_I("rc", rc));
   int code = rc == 0 ? app->exit_code : 1;
+  free(app->lists);
   free(app);
   co_log(CO_LOG_INFO, "stopped");
   return code;

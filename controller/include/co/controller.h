@@ -11,7 +11,13 @@ typedef struct co_controller_opts_s {
   double qps;             /* client-side rate limit */
   int burst;
   long stall_timeout_s; /* a watch silent for this long is replaced */
-  int list_page_size;    /* objects per list page (limit) */
+  int list_page_size;   /* objects per list page (limit) */
+  /* Cluster policy (borrowed strings). */
+  const char *runtime_classes;    /* comma list of enabled sandbox classes */
+  const char *default_class;      /* class of an empty/"true" opt-in */
+  const char *optin_env;          /* comma list of opt-in env var names */
+  const char *namespace_policy;   /* "default" or "akash" */
+  const char *operator_namespace; /* never touched */
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);

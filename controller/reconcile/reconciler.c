@@ -1,0 +1,980 @@
+/* Workload reconciler: decisions turned into minimal writes, and CR status. */
+#include "co/reconcile.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uthash.h>
+
+#include "co/alloc.h"
+#include "co/error.h"
+#include "co/log.h"
+#include "cwl.h"
+
+/* CRs that may select one workload; more is a misconfiguration reported as a conflict. */
+#define MAX_CRS 16
+#define KEY_MAX 1024
+
+typedef struct co__rec_write {
+  char *key; /* queue key "d:ns/name" */
+  char *uid;
+  int64_t generation; /* metadata.generation the PATCH produced */
+  UT_hash_handle hh;
+} write_t;
+
+enum { COND_READY, COND_PROGRESSING, COND_DEGRADED, COND_COUNT };
+static const char *cond_types[COND_COUNT] = {"Ready", "Progressing", "Degraded"};
+
+typedef struct co__rec_status {
+  char *key; /* CR key "ns/name" */
+  char *uid;
+  uint64_t hash;                   /* of the last status body written */
+  char cond_status[COND_COUNT][8]; /* "True"/"False" last written */
+  char cond_since[COND_COUNT][32]; /* lastTransitionTime last written */
+  UT_hash_handle hh;
+} status_t;
+
+typedef enum { OP_WORKLOAD, OP_STATUS, OP_FINALIZER, OP_EVENT } op_kind_t;
+
+typedef struct co__rec_op {
+  co_req_t req;
+  co_reconciler_t *rec;
+  op_kind_t kind;
+  char *qkey;   /* queue key to mark done; NULL for events */
+  char *uid;    /* workload uid (OP_WORKLOAD) */
+  char *note;   /* event to emit after success, or NULL */
+  char *reason; /* event reason */
+  char *regarding_kind, *regarding_ns, *regarding_name, *regarding_uid;
+  int restore;
+  struct co__rec_op *prev, *next; /* requests in flight, canceled on close */
+} op_t;
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+static const char *kind_name(char k) {
+  return k == 'd' ? "Deployment" : k == 's' ? "StatefulSet" : "ConfidentialWorkload";
+}
+
+static const char *kind_path(char k) { return k == 'd' ? "deployments" : "statefulsets"; }
+
+static co_informer_t *workload_informer(co_reconciler_t *rec, char k) {
+  return k == 'd' ? rec->deployments : rec->statefulsets;
+}
+
+static void queue_key(co_reconciler_t *rec, char prefix, const char *key) {
+  char buf[KEY_MAX];
+  int n = snprintf(buf, sizeof(buf), "%c:%s", prefix, key);
+  if (n > 0 && (size_t)n < sizeof(buf))
+    co_wq_add(&rec->queue, buf);
+}
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+static void now_rfc3339(char *out, size_t len, int micro) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (micro)
+    snprintf(out + n, len - n, ".%06ldZ", ts.tv_nsec / 1000);
+  else
+    snprintf(out + n, len - n, "Z");
+}
+
+static int cr_valid(co_reconciler_t *rec, const co_cwl_t *cr, char *msg, size_t len) {
+  return co_cwl_validate(cr, rec->policy.allowed, rec->policy.n_allowed, msg, len) == 0;
+}
+
+/* CRs (not being deleted, valid) that select workload w of kind k. */
+static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, co_decide_cr_t *out,
+                          size_t max) {
+  size_t n = 0;
+  for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o)) {
+    const co_cwl_t *cr = (const co_cwl_t *)o;
+    if (o->deleting || strcmp(o->ns, w->meta.ns) != 0)
+      continue;
+    if (!co_cwl_targets(cr, kind_name(k), w->meta.ns, w->meta.name, &w->labels))
+      continue;
+    if (!cr_valid(rec, cr, NULL, 0))
+      continue;
+    if (n < max) {
+      out[n].key = o->key;
+      out[n].class = cr->runtime_class;
+      n++;
+    }
+  }
+  return n;
+}
+
+static int decide_for(co_reconciler_t *rec, char k, const co_workload_t *w, co_decision_t *d) {
+  co_decide_cr_t crs[MAX_CRS];
+  const co_namespace_t *ns = (const co_namespace_t *)co_informer_get(rec->namespaces, w->meta.ns);
+  co_decide_input_t in = {w, ns ? &ns->labels : NULL, crs, 0};
+  in.n_crs = collect_crs(rec, k, w, crs, MAX_CRS);
+  return co_decide(&rec->policy, &in, d);
+}
+
+/* ---- events (events.k8s.io/v1), fire and forget --------------------------------------- */
+
+static void op_unlink(co_reconciler_t *rec, op_t *op) {
+  if (op->prev)
+    op->prev->next = op->next;
+  else if (rec->ops == op)
+    rec->ops = op->next;
+  if (op->next)
+    op->next->prev = op->prev;
+  op->prev = op->next = NULL;
+}
+
+static void op_free(op_t *op) {
+  op_unlink(op->rec, op);
+  co_req_cleanup(&op->req);
+  co_free(op->qkey);
+  co_free(op->uid);
+  co_free(op->note);
+  co_free(op->reason);
+  co_free(op->regarding_kind);
+  co_free(op->regarding_ns);
+  co_free(op->regarding_name);
+  co_free(op->regarding_uid);
+  co_free(op);
+}
+
+static void maybe_closed(co_reconciler_t *rec);
+
+static void on_event_done(co_req_t *req) {
+  op_t *op = req->data;
+  co_reconciler_t *rec = op->rec;
+  rec->in_flight--;
+  if (req->err != 0 && req->err != CO_ECANCELED)
+    co_log(CO_LOG_WARN, "cannot record event", CO_E(req->err), CO_S("reason", op->reason),
+           CO_S("message", req->status_message));
+  op_free(op);
+  maybe_closed(rec);
+}
+
+static void emit_event(co_reconciler_t *rec, const char *type, const char *reason,
+                       const char *action, const char *kind, const char *ns, const char *name,
+                       const char *uid, const char *note) {
+  if (rec->closing)
+    return;
+  char when[48];
+  now_rfc3339(when, sizeof(when), 1);
+  cJSON *ev = cJSON_CreateObject();
+  cJSON *md = cJSON_AddObjectToObject(ev, "metadata");
+  /* Named like client-go's recorder: <object>.<unix nanoseconds in hex>. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned long long nanos =
+      (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+  char evname[300];
+  snprintf(evname, sizeof(evname), "%.230s.%llx", name, nanos);
+  cJSON_AddStringToObject(md, "name", evname);
+  cJSON_AddStringToObject(md, "namespace", ns);
+  cJSON_AddStringToObject(ev, "eventTime", when);
+  cJSON_AddStringToObject(ev, "reportingController", CO_DOMAIN "/controller");
+  cJSON_AddStringToObject(ev, "reportingInstance", rec->instance);
+  cJSON_AddStringToObject(ev, "action", action);
+  cJSON_AddStringToObject(ev, "reason", reason);
+  cJSON_AddStringToObject(ev, "type", type);
+  cJSON_AddStringToObject(ev, "note", note);
+  cJSON *reg = cJSON_AddObjectToObject(ev, "regarding");
+  cJSON_AddStringToObject(reg, "kind", kind);
+  cJSON_AddStringToObject(
+      reg, "apiVersion",
+      strcmp(kind, "ConfidentialWorkload") == 0 ? CO_CWL_GROUP "/" CO_CWL_VERSION : "apps/v1");
+  cJSON_AddStringToObject(reg, "namespace", ns);
+  cJSON_AddStringToObject(reg, "name", name);
+  if (uid != NULL)
+    cJSON_AddStringToObject(reg, "uid", uid);
+  char *body = cJSON_PrintUnformatted(ev);
+  cJSON_Delete(ev);
+  op_t *op = co_calloc(1, sizeof(*op));
+  op->rec = rec;
+  op->kind = OP_EVENT;
+  op->reason = co_strdup(reason);
+  co_req_init(rec->client, &op->req);
+  op->req.data = op;
+  char path[KEY_MAX];
+  snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", ns);
+  if (co_req_start(&op->req, CO_POST, path, body, strlen(body), on_event_done) == 0) {
+    rec->in_flight++;
+    rec->stats.events++;
+    op->next = rec->ops;
+    if (op->next)
+      op->next->prev = op;
+    rec->ops = op;
+  } else {
+    op_free(op);
+  }
+  co_free(body);
+}
+
+/* ---- workload writes ------------------------------------------------------------------ */
+
+static write_t *write_find(co_reconciler_t *rec, const char *qkey) {
+  write_t *w = NULL;
+  HASH_FIND_STR(rec->writes, qkey, w);
+  return w;
+}
+
+static void write_forget(co_reconciler_t *rec, const char *qkey) {
+  write_t *w = write_find(rec, qkey);
+  if (w == NULL)
+    return;
+  HASH_DEL(rec->writes, w);
+  co_free(w->key);
+  co_free(w->uid);
+  co_free(w);
+}
+
+static void write_record(co_reconciler_t *rec, const char *qkey, const char *uid, int64_t gen) {
+  write_t *w = write_find(rec, qkey);
+  if (w == NULL) {
+    w = co_calloc(1, sizeof(*w));
+    w->key = co_strdup(qkey);
+    HASH_ADD_KEYPTR(hh, rec->writes, w->key, strlen(w->key), w);
+  }
+  co_free(w->uid);
+  w->uid = co_strdup(uid);
+  w->generation = gen;
+}
+
+/* 1 while the cache has not yet seen the generation of our last write to this workload. */
+static int write_pending(co_reconciler_t *rec, const char *qkey, const co_workload_t *w) {
+  write_t *wr = write_find(rec, qkey);
+  if (wr == NULL)
+    return 0;
+  if (w->meta.uid == NULL || wr->uid == NULL || strcmp(wr->uid, w->meta.uid) != 0) {
+    write_forget(rec, qkey);
+    return 0;
+  }
+  return w->meta.generation < wr->generation;
+}
+
+static void finish(co_reconciler_t *rec, const char *qkey) { co_wq_done(&rec->queue, qkey); }
+
+static void on_workload_written(co_req_t *req) {
+  op_t *op = req->data;
+  co_reconciler_t *rec = op->rec;
+  rec->in_flight--;
+  if (req->err == 0) {
+    int64_t gen = 0;
+    cJSON *obj = cJSON_ParseWithLength(req->body.data, req->body.len);
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "generation");
+    if (cJSON_IsNumber(g))
+      gen = (int64_t)g->valuedouble;
+    cJSON_Delete(obj);
+    write_record(rec, op->qkey, op->uid, gen);
+    rec->stats.patches++;
+    if (op->restore)
+      rec->stats.restores++;
+    co_log(CO_LOG_INFO, op->restore ? "workload restored" : "workload rewritten",
+           CO_S("key", op->qkey), CO_I("generation", gen), CO_S("detail", op->note));
+    co_wq_forget(&rec->queue, op->qkey);
+    emit_event(rec, "Normal", op->reason, op->restore ? "Restore" : "Rewrite", op->regarding_kind,
+               op->regarding_ns, op->regarding_name, op->regarding_uid, op->note);
+  } else if (req->err == CO_ENOTFOUND || req->err == CO_ECANCELED) {
+    /* Gone (its delete event follows) or shutting down. */
+  } else {
+    rec->stats.write_errors++;
+    co_log(CO_LOG_WARN, "workload write failed", CO_S("key", op->qkey), CO_E(req->err),
+           CO_I("status", req->http_status), CO_S("reason", req->status_reason),
+           CO_S("message", req->status_message));
+    if (!rec->closing)
+      co_wq_add_rate_limited(&rec->queue, op->qkey);
+  }
+  finish(rec, op->qkey);
+  op_free(op);
+  maybe_closed(rec);
+}
+
+static int start_op(co_reconciler_t *rec, op_t *op, co_verb_t verb, const char *path, char *body,
+                    co_req_cb cb) {
+  co_req_init(rec->client, &op->req);
+  op->req.data = op;
+  int rc = co_req_start(&op->req, verb, path, body, strlen(body), cb);
+  co_free(body);
+  if (rc == 0) {
+    rec->in_flight++;
+    op->next = rec->ops;
+    if (op->next)
+      op->next->prev = op;
+    rec->ops = op;
+  }
+  return rc;
+}
+
+/* SET: class and (first time) the original class; RESTORE: the class to leave, annotation
+ * removed. A merge patch touching only these fields; metadata.uid makes it fail rather than
+ * write to a workload recreated under the same name. */
+static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const co_workload_t *w,
+                           const co_decision_t *d) {
+  int restore = d->action == CO_ACTION_RESTORE;
+  cJSON *p = cJSON_CreateObject();
+  cJSON *md = cJSON_AddObjectToObject(p, "metadata");
+  if (w->meta.uid != NULL)
+    cJSON_AddStringToObject(md, "uid", w->meta.uid);
+  cJSON *ann = cJSON_AddObjectToObject(md, "annotations");
+  cJSON *tspec = cJSON_AddObjectToObject(
+      cJSON_AddObjectToObject(cJSON_AddObjectToObject(p, "spec"), "template"), "spec");
+  if (restore) {
+    cJSON_AddNullToObject(ann, CO_ANN_ORIGINAL);
+    if (d->class != NULL && d->class[0] != '\0')
+      cJSON_AddStringToObject(tspec, "runtimeClassName", d->class);
+    else
+      cJSON_AddNullToObject(tspec, "runtimeClassName");
+  } else {
+    if (co_kv_get(&w->annotations, CO_ANN_ORIGINAL) == NULL)
+      cJSON_AddStringToObject(ann, CO_ANN_ORIGINAL, w->runtime_class ? w->runtime_class : "");
+    cJSON_AddStringToObject(tspec, "runtimeClassName", d->class);
+  }
+  char *body = cJSON_PrintUnformatted(p);
+  cJSON_Delete(p);
+
+  op_t *op = co_calloc(1, sizeof(*op));
+  op->rec = rec;
+  op->kind = OP_WORKLOAD;
+  op->qkey = co_strdup(qkey);
+  op->uid = co_strdup(w->meta.uid);
+  op->restore = restore;
+  op->reason = co_strdup(d->reason);
+  op->regarding_kind = co_strdup(kind_name(k));
+  op->regarding_ns = co_strdup(w->meta.ns);
+  op->regarding_name = co_strdup(w->meta.name);
+  op->regarding_uid = co_strdup(w->meta.uid);
+  co_buf_t note;
+  co_buf_init(&note, 1024);
+  if (restore)
+    co_buf_appendf(&note, "runtimeClassName restored to %s: %s",
+                   d->class && d->class[0] ? d->class : "(none)", d->message);
+  else
+    co_buf_appendf(&note, "runtimeClassName %s -> %s: %s",
+                   w->runtime_class ? w->runtime_class : "(none)", d->class, d->message);
+  op->note = co_buf_steal(&note);
+  char path[KEY_MAX];
+  snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/%s/%s", w->meta.ns, kind_path(k),
+           w->meta.name);
+  int rc = start_op(rec, op, CO_PATCH_MERGE, path, body, on_workload_written);
+  if (rc != 0) {
+    co_log(CO_LOG_WARN, "cannot start workload write", CO_S("key", qkey), CO_E(rc));
+    co_wq_add_rate_limited(&rec->queue, qkey);
+    finish(rec, qkey);
+    op_free(op);
+  }
+}
+
+/* Queues the CRs (deleting ones too) that select w, for their status. */
+static void queue_crs_of(co_reconciler_t *rec, char k, const co_workload_t *w) {
+  for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o)) {
+    if (strcmp(o->ns, w->meta.ns) != 0)
+      continue;
+    if (co_cwl_targets((const co_cwl_t *)o, kind_name(k), w->meta.ns, w->meta.name, &w->labels))
+      queue_key(rec, 'c', o->key);
+  }
+}
+
+static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
+  char k = qkey[0];
+  const co_workload_t *w =
+      (const co_workload_t *)co_informer_get(workload_informer(rec, k), qkey + 2);
+  if (w == NULL || w->meta.deleting) {
+    write_forget(rec, qkey);
+    finish(rec, qkey);
+    return;
+  }
+  queue_crs_of(rec, k, w);
+  if (write_pending(rec, qkey, w)) {
+    /* Our last write is not in the cache yet: its watch event brings us back. */
+    finish(rec, qkey);
+    return;
+  }
+  co_decision_t d;
+  if (decide_for(rec, k, w, &d) != 0) {
+    finish(rec, qkey);
+    return;
+  }
+  int write = 0;
+  if (d.action == CO_ACTION_SET)
+    write = 1;
+  else if (d.action == CO_ACTION_RESTORE)
+    write = 1; /* the annotation goes in any case */
+  if (!write) {
+    if (d.action == CO_ACTION_DENIED || d.action == CO_ACTION_FOREIGN ||
+        d.action == CO_ACTION_CONFLICT)
+      co_log(CO_LOG_DEBUG, "workload left unchanged", CO_S("key", qkey),
+             CO_S("action", co_action_name(d.action)), CO_S("reason", d.reason),
+             CO_S("message", d.message));
+    finish(rec, qkey);
+    return;
+  }
+  write_workload(rec, qkey, k, w, &d);
+}
+
+/* ---- CR status -------------------------------------------------------------------------- */
+
+static int selector_matches_pod(const co_workload_t *w, const co_pod_t *p) {
+  if (w->selector.count == 0)
+    return 0;
+  const char *s = w->selector.data;
+  for (uint32_t i = 0; i < w->selector.count; i++) {
+    size_t l = strlen(s);
+    const char *eq = strchr(s, '=');
+    if (eq == NULL)
+      return 0;
+    char key[512];
+    size_t kl = (size_t)(eq - s);
+    if (kl >= sizeof(key))
+      return 0;
+    memcpy(key, s, kl);
+    key[kl] = '\0';
+    const char *v = co_kv_get(&p->labels, key);
+    if (v == NULL || strcmp(v, eq + 1) != 0)
+      return 0;
+    s += l + 1;
+  }
+  return 1;
+}
+
+typedef struct phase_s {
+  const char *phase;
+  const char *reason;
+  char message[512];
+  int32_t sandboxed;
+} phase_t;
+
+static void workload_phase(co_reconciler_t *rec, char k, const co_workload_t *w, const char *qkey,
+                           const co_decision_t *d, const char *class, phase_t *ph) {
+  memset(ph, 0, sizeof(*ph));
+  ph->reason = d->reason;
+  switch (d->action) {
+  case CO_ACTION_CONFLICT:
+    ph->phase = "Conflict";
+    snprintf(ph->message, sizeof(ph->message), "%s", d->message);
+    return;
+  case CO_ACTION_DENIED:
+    ph->phase = "Denied";
+    snprintf(ph->message, sizeof(ph->message), "%s", d->message);
+    return;
+  case CO_ACTION_SET:
+    ph->phase = write_pending(rec, qkey, w) ? "Patched" : "Pending";
+    snprintf(ph->message, sizeof(ph->message), "runtimeClassName %s is to become %s",
+             w->runtime_class ? w->runtime_class : "(none)", d->class);
+    return;
+  default:
+    break;
+  }
+  if (w->runtime_class == NULL || class == NULL || strcmp(w->runtime_class, class) != 0) {
+    ph->phase = "Pending";
+    ph->reason = "NotSandboxed";
+    snprintf(ph->message, sizeof(ph->message), "%s", d->message);
+    return;
+  }
+  if (w->observed_generation < w->meta.generation) {
+    ph->phase = "Patched";
+    ph->reason = "WaitingForController";
+    snprintf(ph->message, sizeof(ph->message),
+             "the %s controller has not yet observed generation %lld", kind_name(k),
+             (long long)w->meta.generation);
+    return;
+  }
+  int32_t other = 0;
+  const char *why = NULL;
+  for (const co_obj_t *o = co_informer_first(rec->pods); o != NULL; o = co_informer_next(o)) {
+    const co_pod_t *p = (const co_pod_t *)o;
+    if (o->deleting || p->terminal || strcmp(o->ns, w->meta.ns) != 0 || !selector_matches_pod(w, p))
+      continue;
+    if (p->runtime_class != NULL && strcmp(p->runtime_class, class) == 0) {
+      if (p->ready)
+        ph->sandboxed++;
+      else if (why == NULL)
+        why = p->waiting_reason;
+    } else {
+      other++;
+    }
+  }
+  if (w->failure_message != NULL || w->progress_failed) {
+    ph->phase = "Failed";
+    ph->reason = "RolloutFailed";
+    snprintf(ph->message, sizeof(ph->message), "%s",
+             w->failure_message ? w->failure_message : "rollout made no progress");
+    return;
+  }
+  if (other > 0 || ph->sandboxed < w->replicas || w->updated_replicas < w->replicas ||
+      w->ready_replicas < w->replicas) {
+    ph->phase = "RollingOut";
+    ph->reason = why != NULL ? "PodsNotRunning" : "RollingOut";
+    snprintf(ph->message, sizeof(ph->message), "%d/%d pods sandboxed and ready, %d unsandboxed%s%s",
+             ph->sandboxed, w->replicas, other, why ? "; " : "", why ? why : "");
+    return;
+  }
+  ph->phase = "Sandboxed";
+  ph->reason = "Sandboxed";
+  snprintf(ph->message, sizeof(ph->message), "all %d pods run with %s", w->replicas, class);
+}
+
+static void on_status_written(co_req_t *req) {
+  op_t *op = req->data;
+  co_reconciler_t *rec = op->rec;
+  rec->in_flight--;
+  if (req->err == 0) {
+    if (op->kind == OP_STATUS)
+      rec->stats.status_writes++;
+    else
+      rec->stats.finalizer_writes++;
+    co_wq_forget(&rec->queue, op->qkey);
+  } else if (req->err != CO_ENOTFOUND && req->err != CO_ECANCELED) {
+    rec->stats.write_errors++;
+    co_log(CO_LOG_WARN, op->kind == OP_STATUS ? "status write failed" : "finalizer write failed",
+           CO_S("key", op->qkey), CO_E(req->err), CO_I("status", req->http_status),
+           CO_S("message", req->status_message));
+    /* The status cache entry is stale now: write again next time. */
+    status_t *st = NULL;
+    HASH_FIND_STR(rec->statuses, op->qkey + 2, st);
+    if (st != NULL)
+      st->hash = 0;
+    if (!rec->closing)
+      co_wq_add_rate_limited(&rec->queue, op->qkey);
+  }
+  finish(rec, op->qkey);
+  op_free(op);
+  maybe_closed(rec);
+}
+
+static void cr_path(char *out, size_t len, const co_obj_t *cr, const char *sub) {
+  snprintf(out, len,
+           "/apis/" CO_CWL_GROUP "/" CO_CWL_VERSION "/namespaces/%s/confidentialworkloads/%s%s",
+           cr->ns, cr->name, sub);
+}
+
+static void write_cr(co_reconciler_t *rec, const char *qkey, const co_obj_t *cr, op_kind_t kind,
+                     co_verb_t verb, const char *sub, char *body) {
+  op_t *op = co_calloc(1, sizeof(*op));
+  op->rec = rec;
+  op->kind = kind;
+  op->qkey = co_strdup(qkey);
+  char path[KEY_MAX];
+  cr_path(path, sizeof(path), cr, sub);
+  if (start_op(rec, op, verb, path, body, on_status_written) != 0) {
+    co_wq_add_rate_limited(&rec->queue, qkey);
+    finish(rec, qkey);
+    op_free(op);
+  }
+}
+
+static status_t *status_get(co_reconciler_t *rec, const co_obj_t *cr) {
+  status_t *st = NULL;
+  HASH_FIND_STR(rec->statuses, cr->key, st);
+  if (st != NULL && (st->uid == NULL || cr->uid == NULL || strcmp(st->uid, cr->uid) != 0)) {
+    HASH_DEL(rec->statuses, st);
+    co_free(st->key);
+    co_free(st->uid);
+    co_free(st);
+    st = NULL;
+  }
+  if (st == NULL) {
+    st = co_calloc(1, sizeof(*st));
+    st->key = co_strdup(cr->key);
+    st->uid = co_strdup(cr->uid);
+    HASH_ADD_KEYPTR(hh, rec->statuses, st->key, strlen(st->key), st);
+  }
+  return st;
+}
+
+static void status_forget(co_reconciler_t *rec, const char *key) {
+  status_t *st = NULL;
+  HASH_FIND_STR(rec->statuses, key, st);
+  if (st == NULL)
+    return;
+  HASH_DEL(rec->statuses, st);
+  co_free(st->key);
+  co_free(st->uid);
+  co_free(st);
+}
+
+static void add_condition(cJSON *arr, status_t *st, int i, int value, const char *reason,
+                          const char *message, int64_t gen) {
+  const char *s = value ? "True" : "False";
+  if (strcmp(st->cond_status[i], s) != 0 || st->cond_since[i][0] == '\0') {
+    snprintf(st->cond_status[i], sizeof(st->cond_status[i]), "%s", s);
+    now_rfc3339(st->cond_since[i], sizeof(st->cond_since[i]), 0);
+  }
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "type", cond_types[i]);
+  cJSON_AddStringToObject(c, "status", s);
+  cJSON_AddNumberToObject(c, "observedGeneration", (double)gen);
+  cJSON_AddStringToObject(c, "lastTransitionTime", st->cond_since[i]);
+  cJSON_AddStringToObject(c, "reason", reason);
+  cJSON_AddStringToObject(c, "message", message);
+  cJSON_AddItemToArray(arr, c);
+}
+
+/* Removes our finalizer once no workload still carries this CR's class on its behalf. */
+static void reconcile_deleting_cr(co_reconciler_t *rec, const char *qkey, const co_cwl_t *cr) {
+  int pending = 0;
+  static const char kinds[] = {'d', 's'};
+  for (size_t i = 0; i < 2; i++) {
+    co_informer_t *inf = workload_informer(rec, kinds[i]);
+    for (const co_obj_t *o = co_informer_first(inf); o != NULL; o = co_informer_next(o)) {
+      const co_workload_t *w = (const co_workload_t *)o;
+      if (strcmp(o->ns, cr->meta.ns) != 0 ||
+          !co_cwl_targets(cr, kind_name(kinds[i]), o->ns, o->name, &w->labels))
+        continue;
+      char wkey[KEY_MAX];
+      snprintf(wkey, sizeof(wkey), "%c:%s", kinds[i], o->key);
+      co_decision_t d;
+      if (decide_for(rec, kinds[i], w, &d) != 0)
+        continue;
+      if (d.action == CO_ACTION_RESTORE || write_pending(rec, wkey, w)) {
+        pending++;
+        co_wq_add(&rec->queue, wkey);
+      }
+    }
+  }
+  if (pending > 0) {
+    co_log(CO_LOG_DEBUG, "waiting for workloads to be restored", CO_S("cr", cr->meta.key),
+           CO_I("pending", pending));
+    finish(rec, qkey);
+    return;
+  }
+  /* JSON patch: remove exactly our entry, tested first so a concurrent change fails. */
+  cJSON *ops = cJSON_CreateArray();
+  cJSON *fins = cJSON_CreateArray();
+  int idx = cr->finalizer_index;
+  char p[64];
+  snprintf(p, sizeof(p), "/metadata/finalizers/%d", idx);
+  cJSON *t = cJSON_CreateObject();
+  cJSON_AddStringToObject(t, "op", "test");
+  cJSON_AddStringToObject(t, "path", p);
+  cJSON_AddStringToObject(t, "value", CO_CWL_FINALIZER);
+  cJSON_AddItemToArray(ops, t);
+  cJSON *r = cJSON_CreateObject();
+  cJSON_AddStringToObject(r, "op", "remove");
+  cJSON_AddStringToObject(r, "path", p);
+  cJSON_AddItemToArray(ops, r);
+  cJSON_Delete(fins);
+  char *body = cJSON_PrintUnformatted(ops);
+  cJSON_Delete(ops);
+  co_log(CO_LOG_INFO, "workloads restored, releasing the ConfidentialWorkload",
+         CO_S("cr", cr->meta.key));
+  status_forget(rec, cr->meta.key);
+  write_cr(rec, qkey, &cr->meta, OP_FINALIZER, CO_PATCH_JSON, "", body);
+}
+
+static void add_finalizer(co_reconciler_t *rec, const char *qkey, const co_cwl_t *cr) {
+  cJSON *ops = cJSON_CreateArray();
+  cJSON *op = cJSON_CreateObject();
+  cJSON_AddStringToObject(op, "op", "add");
+  if (cr->n_finalizers > 0) {
+    cJSON_AddStringToObject(op, "path", "/metadata/finalizers/-");
+    cJSON_AddStringToObject(op, "value", CO_CWL_FINALIZER);
+  } else {
+    cJSON_AddStringToObject(op, "path", "/metadata/finalizers");
+    cJSON *v = cJSON_AddArrayToObject(op, "value");
+    cJSON_AddItemToArray(v, cJSON_CreateString(CO_CWL_FINALIZER));
+  }
+  cJSON_AddItemToArray(ops, op);
+  char *body = cJSON_PrintUnformatted(ops);
+  cJSON_Delete(ops);
+  write_cr(rec, qkey, &cr->meta, OP_FINALIZER, CO_PATCH_JSON, "", body);
+}
+
+static void reconcile_cr(co_reconciler_t *rec, const char *qkey) {
+  const co_cwl_t *cr = (const co_cwl_t *)co_informer_get(rec->cwls, qkey + 2);
+  if (cr == NULL) {
+    status_forget(rec, qkey + 2);
+    finish(rec, qkey);
+    return;
+  }
+  if (cr->meta.deleting) {
+    if (cr->has_finalizer)
+      reconcile_deleting_cr(rec, qkey, cr);
+    else
+      finish(rec, qkey);
+    return;
+  }
+  if (!cr->has_finalizer) {
+    add_finalizer(rec, qkey, cr);
+    return;
+  }
+
+  char invalid[512] = "";
+  int valid = cr_valid(rec, cr, invalid, sizeof(invalid));
+  const char *class = cr->runtime_class;
+  if (class != NULL && strcmp(class, CO_CLASS_AUTO) == 0)
+    class = rec->policy.resolve_auto ? rec->policy.resolve_auto(rec->policy.resolve_ud) : NULL;
+
+  status_t *st = status_get(rec, &cr->meta);
+  cJSON *root = cJSON_CreateObject();
+  cJSON *status = cJSON_AddObjectToObject(root, "status");
+  cJSON_AddNumberToObject(status, "observedGeneration", (double)cr->meta.generation);
+  if (class != NULL)
+    cJSON_AddStringToObject(status, "runtimeClassName", class);
+  cJSON *wl = cJSON_AddArrayToObject(status, "workloads");
+  int total = 0, sandboxed = 0, progressing = 0, degraded = 0;
+  char first_problem[600] = "";
+  static const char kinds[] = {'d', 's'};
+  for (size_t i = 0; i < 2 && valid; i++) {
+    co_informer_t *inf = workload_informer(rec, kinds[i]);
+    for (const co_obj_t *o = co_informer_first(inf); o != NULL; o = co_informer_next(o)) {
+      const co_workload_t *w = (const co_workload_t *)o;
+      if (o->deleting || strcmp(o->ns, cr->meta.ns) != 0 ||
+          !co_cwl_targets(cr, kind_name(kinds[i]), o->ns, o->name, &w->labels))
+        continue;
+      char wkey[KEY_MAX];
+      snprintf(wkey, sizeof(wkey), "%c:%s", kinds[i], o->key);
+      co_decision_t d;
+      if (decide_for(rec, kinds[i], w, &d) != 0)
+        continue;
+      phase_t ph;
+      workload_phase(rec, kinds[i], w, wkey, &d, d.class ? d.class : class, &ph);
+      total++;
+      if (strcmp(ph.phase, "Sandboxed") == 0)
+        sandboxed++;
+      else if (strcmp(ph.phase, "Failed") == 0 || strcmp(ph.phase, "Conflict") == 0 ||
+               strcmp(ph.phase, "Denied") == 0)
+        degraded++;
+      else
+        progressing++;
+      if (strcmp(ph.phase, "Sandboxed") != 0 && first_problem[0] == '\0')
+        snprintf(first_problem, sizeof(first_problem), "%s %s: %s", kind_name(kinds[i]), o->name,
+                 ph.message);
+      if (total > 1000)
+        continue; /* the schema caps the list; counts stay exact */
+      cJSON *e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "kind", kind_name(kinds[i]));
+      cJSON_AddStringToObject(e, "name", o->name);
+      cJSON_AddStringToObject(e, "phase", ph.phase);
+      cJSON_AddStringToObject(e, "reason", ph.reason);
+      cJSON_AddStringToObject(e, "message", ph.message);
+      cJSON_AddNumberToObject(e, "observedGeneration", (double)w->observed_generation);
+      cJSON_AddNumberToObject(e, "replicas", w->replicas);
+      cJSON_AddNumberToObject(e, "readyReplicas", w->ready_replicas);
+      cJSON_AddNumberToObject(e, "updatedReplicas", w->updated_replicas);
+      cJSON_AddNumberToObject(e, "sandboxedReplicas", ph.sandboxed);
+      cJSON_AddItemToArray(wl, e);
+    }
+  }
+  cJSON_AddNumberToObject(status, "workloadsTotal", total);
+  cJSON_AddNumberToObject(status, "workloadsSandboxed", sandboxed);
+  char summary[64];
+  snprintf(summary, sizeof(summary), "%d/%d sandboxed", sandboxed, total);
+  cJSON_AddStringToObject(status, "workloadsSummary", summary);
+
+  cJSON *conds = cJSON_AddArrayToObject(status, "conditions");
+  int64_t gen = cr->meta.generation;
+  char msg[768];
+  if (!valid) {
+    add_condition(conds, st, COND_READY, 0, "InvalidSpec", invalid, gen);
+    add_condition(conds, st, COND_PROGRESSING, 0, "InvalidSpec", invalid, gen);
+    add_condition(conds, st, COND_DEGRADED, 1, "InvalidSpec", invalid, gen);
+  } else if (class == NULL) {
+    const char *m = "no node is ready for any allowed sandbox class, so auto resolves to none";
+    add_condition(conds, st, COND_READY, 0, "NoReadyRuntime", m, gen);
+    add_condition(conds, st, COND_PROGRESSING, 0, "NoReadyRuntime", m, gen);
+    add_condition(conds, st, COND_DEGRADED, 1, "NoReadyRuntime", m, gen);
+  } else {
+    if (total == 0)
+      snprintf(msg, sizeof(msg), "no Deployment or StatefulSet is selected");
+    else if (sandboxed == total)
+      snprintf(msg, sizeof(msg), "all %d workloads run sandboxed with %s", total, class);
+    else
+      snprintf(msg, sizeof(msg), "%d/%d workloads sandboxed; %s", sandboxed, total, first_problem);
+    add_condition(conds, st, COND_READY, total > 0 && sandboxed == total,
+                  total == 0           ? "NoWorkloads"
+                  : sandboxed == total ? "AllSandboxed"
+                                       : "NotSandboxed",
+                  msg, gen);
+    add_condition(conds, st, COND_PROGRESSING, progressing > 0,
+                  progressing > 0 ? "RollingOut" : "Stable", msg, gen);
+    add_condition(conds, st, COND_DEGRADED, degraded > 0,
+                  degraded > 0 ? "WorkloadsFailing" : "AsExpected", msg, gen);
+  }
+  char *body = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  uint64_t h = fnv1a(body);
+  if (h == st->hash) {
+    co_free(body);
+    finish(rec, qkey);
+    return;
+  }
+  st->hash = h;
+  write_cr(rec, qkey, &cr->meta, OP_STATUS, CO_PATCH_MERGE, "/status", body);
+}
+
+/* ---- queue, notifications, lifecycle -------------------------------------------------- */
+
+static void process(co_wq_t *wq, const char *key) {
+  co_reconciler_t *rec = wq->data;
+  rec->stats.reconciles++;
+  if (rec->closing) {
+    co_wq_done(wq, key);
+    return;
+  }
+  switch (key[0]) {
+  case 'd':
+  case 's':
+    reconcile_workload(rec, key);
+    break;
+  case 'c':
+    reconcile_cr(rec, key);
+    break;
+  default:
+    co_wq_done(wq, key);
+    break;
+  }
+}
+
+void co_reconciler_workload_changed(co_reconciler_t *rec, char kind, const co_obj_t *w) {
+  queue_key(rec, kind, w->key);
+}
+
+void co_reconciler_cr_changed(co_reconciler_t *rec, const co_obj_t *cr) {
+  queue_key(rec, 'c', cr->key);
+  /* Its selection may have changed: every workload of its namespace decides again. */
+  static const char kinds[] = {'d', 's'};
+  for (size_t i = 0; i < 2; i++)
+    for (const co_obj_t *o = co_informer_first(workload_informer(rec, kinds[i])); o != NULL;
+         o = co_informer_next(o))
+      if (strcmp(o->ns, cr->ns) == 0)
+        queue_key(rec, kinds[i], o->key);
+}
+
+void co_reconciler_namespace_changed(co_reconciler_t *rec, const co_obj_t *ns) {
+  static const char kinds[] = {'d', 's'};
+  for (size_t i = 0; i < 2; i++)
+    for (const co_obj_t *o = co_informer_first(workload_informer(rec, kinds[i])); o != NULL;
+         o = co_informer_next(o))
+      if (strcmp(o->ns, ns->name) == 0)
+        queue_key(rec, kinds[i], o->key);
+}
+
+void co_reconciler_pod_changed(co_reconciler_t *rec, const co_obj_t *pod) {
+  for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o))
+    if (strcmp(o->ns, pod->ns) == 0)
+      queue_key(rec, 'c', o->key);
+}
+
+void co_reconciler_nodes_changed(co_reconciler_t *rec) {
+  for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o))
+    co_reconciler_cr_changed(rec, o);
+}
+
+/* Strongest first: hardware TEE, then VMs, then the user-space kernel. */
+static const char *const auto_order[] = {"kata-qemu-snp", "kata-qemu-tdx", "kata-qemu",
+                                         "kata-clh",      "kata-fc",       "kata-qemu-coco-dev",
+                                         "gvisor"};
+
+const char *co_reconciler_resolve_auto(void *ud) {
+  co_reconciler_t *rec = ud;
+  for (size_t i = 0; i < sizeof(auto_order) / sizeof(auto_order[0]); i++) {
+    if (!co_decide_class_allowed(&rec->policy, auto_order[i]))
+      continue;
+    char label[256];
+    snprintf(label, sizeof(label), "runtime." CO_DOMAIN "/%s", auto_order[i]);
+    for (const co_obj_t *o = co_informer_first(rec->nodes); o != NULL; o = co_informer_next(o)) {
+      const co_node_t *n = (const co_node_t *)o;
+      const char *v = co_kv_get(&n->labels, label);
+      if (n->ready && v != NULL && strcmp(v, "ready") == 0)
+        return auto_order[i];
+    }
+  }
+  return NULL;
+}
+
+int co_reconciler_init(uv_loop_t *loop, co_reconciler_t *rec, co_client_t *client,
+                       co_informer_t *deployments, co_informer_t *statefulsets,
+                       co_informer_t *namespaces, co_informer_t *pods, co_informer_t *cwls,
+                       co_informer_t *nodes, const co_policy_t *policy) {
+  memset(rec, 0, sizeof(*rec));
+  rec->client = client;
+  rec->deployments = deployments;
+  rec->statefulsets = statefulsets;
+  rec->namespaces = namespaces;
+  rec->pods = pods;
+  rec->cwls = cwls;
+  rec->nodes = nodes;
+  rec->policy = *policy;
+  if (rec->policy.resolve_auto == NULL) {
+    rec->policy.resolve_auto = co_reconciler_resolve_auto;
+    rec->policy.resolve_ud = rec;
+  }
+  char host[256] = "";
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+    snprintf(host, sizeof(host), "confidential-operator");
+  rec->instance = co_strdup(host);
+  co_wq_opts_t o;
+  co_wq_opts_default(&o);
+  int rc = co_wq_init(loop, &rec->queue, &o, process);
+  if (rc != 0) {
+    co_free(rec->instance);
+    return rc;
+  }
+  rec->queue.data = rec;
+  return CO_OK;
+}
+
+int co_reconciler_start(co_reconciler_t *rec) {
+  static const char kinds[] = {'d', 's'};
+  for (size_t i = 0; i < 2; i++)
+    for (const co_obj_t *o = co_informer_first(workload_informer(rec, kinds[i])); o != NULL;
+         o = co_informer_next(o))
+      queue_key(rec, kinds[i], o->key);
+  for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o))
+    queue_key(rec, 'c', o->key);
+  return co_wq_start(&rec->queue);
+}
+
+static void free_all(co_reconciler_t *rec) {
+  write_t *w, *wt;
+  HASH_ITER(hh, rec->writes, w, wt) {
+    HASH_DEL(rec->writes, w);
+    co_free(w->key);
+    co_free(w->uid);
+    co_free(w);
+  }
+  status_t *s, *stmp;
+  HASH_ITER(hh, rec->statuses, s, stmp) {
+    HASH_DEL(rec->statuses, s);
+    co_free(s->key);
+    co_free(s->uid);
+    co_free(s);
+  }
+  co_free(rec->instance);
+  rec->instance = NULL;
+}
+
+static void on_queue_closed(co_wq_t *wq) {
+  co_reconciler_t *rec = wq->data;
+  free_all(rec);
+  if (rec->close_cb != NULL)
+    rec->close_cb(rec);
+}
+
+static void maybe_closed(co_reconciler_t *rec) {
+  if (rec->closing && rec->in_flight == 0 && rec->closing == 1) {
+    rec->closing = 2;
+    co_wq_close(&rec->queue, on_queue_closed);
+  }
+}
+
+void co_reconciler_close(co_reconciler_t *rec, co_reconciler_close_cb cb) {
+  if (rec->closing)
+    return;
+  rec->closing = 1;
+  rec->close_cb = cb;
+  co_wq_stop(&rec->queue);
+  for (op_t *op = rec->ops; op != NULL; op = op->next)
+    co_req_cancel(&op->req);
+  maybe_closed(rec);
+}
