@@ -24,6 +24,10 @@ hack/cluster-up.sh || { echo "cluster-up failed" >&2; exit 2; }
 # shellcheck disable=SC1091
 source "$CO_CLUSTER_DIR/cluster.env"
 echo "# control plane up in $(( $(date +%s) - t0 ))s"
+# The CRD is part of every install: without it the controller waits for it.
+"$CO_KUBECTL" --kubeconfig="$KUBECONFIG" apply -f crd/confidentialworkloads.yaml >/dev/null
+"$CO_KUBECTL" --kubeconfig="$KUBECONFIG" wait --for=condition=Established --timeout=30s \
+  crd/confidentialworkloads.confidential.cypherpunk.io >/dev/null
 
 source test/e2e/lib.sh
 for f in test/e2e/test_*.sh; do source "$f"; done

@@ -101,7 +101,8 @@ test_token_file_rotation() {
   kc create namespace e2e-rot >/dev/null
   kc -n e2e-rot create serviceaccount watcher >/dev/null
   kc create clusterrole e2e-rot-watch --verb=list,watch \
-    --resource=deployments.apps,statefulsets.apps,nodes >/dev/null
+    --resource=deployments.apps,statefulsets.apps,nodes,namespaces,pods \
+    --resource=confidentialworkloads.confidential.cypherpunk.io >/dev/null
   kc create clusterrolebinding e2e-rot-watch --clusterrole=e2e-rot-watch \
     --serviceaccount=e2e-rot:watcher >/dev/null
   # Tokens bound to Secrets: deleting the Secret revokes its token, as rotation does.
