@@ -23,6 +23,14 @@ typedef struct co__rec_write {
   UT_hash_handle hh;
 } write_t;
 
+/* Since when a workload's sandboxed rollout has been failing (onFailure: Revert). */
+typedef struct co__rec_failing {
+  char *key; /* queue key */
+  uint64_t since_ms;
+  int revert; /* the time is up: the workload key reverts on its next reconcile */
+  UT_hash_handle hh;
+} failing_t;
+
 enum { COND_READY, COND_PROGRESSING, COND_DEGRADED, COND_COUNT };
 static const char *cond_types[COND_COUNT] = {"Ready", "Progressing", "Degraded"};
 
@@ -263,6 +271,9 @@ static int write_pending(co_reconciler_t *rec, const char *qkey, const co_worklo
 
 static void finish(co_reconciler_t *rec, const char *qkey) { co_wq_done(&rec->queue, qkey); }
 
+static failing_t *failing_find(co_reconciler_t *rec, const char *wkey);
+static void failing_clear(co_reconciler_t *rec, const char *wkey);
+
 static void on_workload_written(co_req_t *req) {
   op_t *op = req->data;
   co_reconciler_t *rec = op->rec;
@@ -319,7 +330,7 @@ static int start_op(co_reconciler_t *rec, op_t *op, co_verb_t verb, const char *
  * removed. A merge patch touching only these fields; metadata.uid makes it fail rather than
  * write to a workload recreated under the same name. */
 static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const co_workload_t *w,
-                           const co_decision_t *d) {
+                           const co_decision_t *d, const char *reverted) {
   int restore = d->action == CO_ACTION_RESTORE;
   cJSON *p = cJSON_CreateObject();
   cJSON *md = cJSON_AddObjectToObject(p, "metadata");
@@ -328,6 +339,8 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   cJSON *ann = cJSON_AddObjectToObject(md, "annotations");
   cJSON *tspec = cJSON_AddObjectToObject(
       cJSON_AddObjectToObject(cJSON_AddObjectToObject(p, "spec"), "template"), "spec");
+  if (reverted != NULL)
+    cJSON_AddStringToObject(ann, CO_ANN_REVERTED, reverted);
   if (restore) {
     cJSON_AddNullToObject(ann, CO_ANN_ORIGINAL);
     if (d->class != NULL && d->class[0] != '\0')
@@ -404,12 +417,25 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     finish(rec, qkey);
     return;
   }
-  int write = 0;
-  if (d.action == CO_ACTION_SET)
-    write = 1;
-  else if (d.action == CO_ACTION_RESTORE)
-    write = 1; /* the annotation goes in any case */
-  if (!write) {
+  failing_t *f = failing_find(rec, qkey);
+  if (f != NULL && f->revert && d.action == CO_ACTION_NONE && d.source == CO_SOURCE_CR &&
+      d.class != NULL) {
+    const char *orig = co_kv_get(&w->annotations, CO_ANN_ORIGINAL);
+    co_decision_t r = d;
+    r.action = CO_ACTION_RESTORE;
+    r.class = orig != NULL && orig[0] != '\0' ? orig : NULL;
+    r.reason = "Reverted";
+    snprintf(r.message, sizeof(r.message),
+             "the rollout with %s kept failing (onFailure: Revert of %s)", d.class,
+             d.cr_key ? d.cr_key : "?");
+    char failed[256];
+    snprintf(failed, sizeof(failed), "%s", d.class);
+    failing_clear(rec, qkey);
+    write_workload(rec, qkey, k, w, &r, failed);
+    return;
+  }
+  /* RESTORE always writes: the annotation goes in any case. */
+  if (d.action != CO_ACTION_SET && d.action != CO_ACTION_RESTORE) {
     if (d.action == CO_ACTION_DENIED || d.action == CO_ACTION_FOREIGN ||
         d.action == CO_ACTION_CONFLICT)
       co_log(CO_LOG_DEBUG, "workload left unchanged", CO_S("key", qkey),
@@ -418,7 +444,15 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     finish(rec, qkey);
     return;
   }
-  write_workload(rec, qkey, k, w, &d);
+  if (d.action == CO_ACTION_SET) {
+    const char *rv = co_kv_get(&w->annotations, CO_ANN_REVERTED);
+    if (rv != NULL && d.class != NULL && strcmp(rv, d.class) == 0) {
+      /* This class failed and was reverted: not again until someone says so. */
+      finish(rec, qkey);
+      return;
+    }
+  }
+  write_workload(rec, qkey, k, w, &d, NULL);
 }
 
 /* ---- CR status -------------------------------------------------------------------------- */
@@ -467,6 +501,16 @@ static void workload_phase(co_reconciler_t *rec, char k, const co_workload_t *w,
     snprintf(ph->message, sizeof(ph->message), "%s", d->message);
     return;
   case CO_ACTION_SET:
+    if (d->class != NULL && co_kv_get(&w->annotations, CO_ANN_REVERTED) != NULL &&
+        strcmp(co_kv_get(&w->annotations, CO_ANN_REVERTED), d->class) == 0) {
+      ph->phase = "Failed";
+      ph->reason = "Reverted";
+      snprintf(ph->message, sizeof(ph->message),
+               "%s failed and was reverted (onFailure: Revert); remove the annotation "
+               "%s or change the class to try again",
+               d->class, CO_ANN_REVERTED);
+      return;
+    }
     ph->phase = write_pending(rec, qkey, w) ? "Patched" : "Pending";
     snprintf(ph->message, sizeof(ph->message), "runtimeClassName %s is to become %s",
              w->runtime_class ? w->runtime_class : "(none)", d->class);
@@ -619,6 +663,55 @@ static void add_condition(cJSON *arr, status_t *st, int i, int value, const char
   cJSON_AddItemToArray(arr, c);
 }
 
+static failing_t *failing_find(co_reconciler_t *rec, const char *wkey) {
+  failing_t *f = NULL;
+  HASH_FIND_STR(rec->failing, wkey, f);
+  return f;
+}
+
+static void failing_clear(co_reconciler_t *rec, const char *wkey) {
+  failing_t *f = failing_find(rec, wkey);
+  if (f == NULL)
+    return;
+  HASH_DEL(rec->failing, f);
+  co_free(f->key);
+  co_free(f);
+}
+
+/* onFailure: Revert. A sandboxed rollout that keeps failing (rollout failed, or pods that do
+ * not run) for revertAfterSeconds gets its recorded class back, and the failed class is
+ * marked so it is not written again. Hold (the default) only reports. */
+static void track_failure(co_reconciler_t *rec, const char *crkey, const co_cwl_t *cr, char k,
+                          const co_workload_t *w, const char *wkey, const co_decision_t *d,
+                          phase_t *ph) {
+  int failing = strcmp(ph->phase, "Failed") == 0 ||
+                (strcmp(ph->phase, "RollingOut") == 0 && strcmp(ph->reason, "PodsNotRunning") == 0);
+  if (!failing || strcmp(ph->reason, "Reverted") == 0 || cr->on_failure != CO_ON_FAILURE_REVERT ||
+      d->action != CO_ACTION_NONE || d->source != CO_SOURCE_CR) {
+    failing_clear(rec, wkey);
+    return;
+  }
+  uint64_t now = uv_now(rec->queue.loop);
+  failing_t *f = failing_find(rec, wkey);
+  if (f == NULL) {
+    f = co_calloc(1, sizeof(*f));
+    f->key = co_strdup(wkey);
+    f->since_ms = now;
+    HASH_ADD_KEYPTR(hh, rec->failing, f->key, strlen(f->key), f);
+  }
+  uint64_t after = (uint64_t)(cr->revert_after_s > 0 ? cr->revert_after_s : 600) * 1000;
+  if (now - f->since_ms < after) {
+    co_wq_add_after(&rec->queue, crkey, after - (now - f->since_ms) + 100);
+    return;
+  }
+  /* The write is the workload key's job, so one key is never written twice at once. */
+  if (!f->revert)
+    co_log(CO_LOG_WARN, "sandboxed rollout keeps failing, reverting", CO_S("key", wkey),
+           CO_S("cr", cr->meta.key), CO_S("class", d->class), CO_S("message", ph->message));
+  f->revert = 1;
+  co_wq_add(&rec->queue, wkey);
+}
+
 /* Removes our finalizer once no workload still carries this CR's class on its behalf. */
 static void reconcile_deleting_cr(co_reconciler_t *rec, const char *qkey, const co_cwl_t *cr) {
   int pending = 0;
@@ -738,6 +831,7 @@ static void reconcile_cr(co_reconciler_t *rec, const char *qkey) {
         continue;
       phase_t ph;
       workload_phase(rec, kinds[i], w, wkey, &d, d.class ? d.class : class, &ph);
+      track_failure(rec, qkey, cr, kinds[i], w, wkey, &d, &ph);
       total++;
       if (strcmp(ph.phase, "Sandboxed") == 0)
         sandboxed++;
@@ -949,6 +1043,12 @@ static void free_all(co_reconciler_t *rec) {
     co_free(s->key);
     co_free(s->uid);
     co_free(s);
+  }
+  failing_t *f, *ft;
+  HASH_ITER(hh, rec->failing, f, ft) {
+    HASH_DEL(rec->failing, f);
+    co_free(f->key);
+    co_free(f);
   }
   co_free(rec->instance);
   rec->instance = NULL;

@@ -171,3 +171,51 @@ YAML
   kc -n e2e-bad patch cwl nowhere contest-a contest-b --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   kc delete namespace e2e-bad --wait=false >/dev/null
 }
+
+test_on_failure_revert_and_hold() {
+  wl_setup
+  kc create namespace e2e-fail >/dev/null
+  deploy e2e-fail rev
+  deploy e2e-fail hold
+  kc -n e2e-fail patch deploy hold --type=merge -p '{"spec":{"progressDeadlineSeconds":15}}' >/dev/null
+  # No node is ready for gvisor: the sandboxed pods never schedule.
+  kc -n e2e-fail apply -f - >/dev/null <<'YAML'
+apiVersion: confidential.cypherpunk.io/v1alpha1
+kind: ConfidentialWorkload
+metadata: {name: rev}
+spec:
+  runtimeClassName: gvisor
+  targetRefs: [{kind: Deployment, name: rev}]
+  onFailure: Revert
+  revertAfterSeconds: 60
+---
+apiVersion: confidential.cypherpunk.io/v1alpha1
+kind: ConfidentialWorkload
+metadata: {name: hold}
+spec:
+  runtimeClassName: gvisor
+  targetRefs: [{kind: Deployment, name: hold}]
+YAML
+  ctrl_start onfailure
+  check "both rewritten to gvisor" wait_jp e2e-fail deploy/rev '{.spec.template.spec.runtimeClassName}' gvisor 15
+  check "hold rewritten too" wait_jp e2e-fail deploy/hold '{.spec.template.spec.runtimeClassName}' gvisor 5
+  check "Hold reports Degraded once the rollout fails" \
+    wait_jp e2e-fail cwl/hold '{.status.conditions[?(@.type=="Degraded")].status}' True 40
+  check "Revert has not reverted before revertAfterSeconds" \
+    wait_jp e2e-fail deploy/rev '{.spec.template.spec.runtimeClassName}' gvisor 1
+  check "Revert restores the original class after 60s" \
+    wait_jp e2e-fail deploy/rev '{.spec.template.spec.runtimeClassName}' "" 60
+  check "the failed class is recorded" \
+    wait_jp e2e-fail deploy/rev '{.metadata.annotations.confidential\.cypherpunk\.io/reverted-runtime-class}' gvisor 2
+  check "status says Reverted" wait_jp e2e-fail cwl/rev '{.status.workloads[0].reason}' Reverted 10
+  check "Hold stays sandboxed (fail closed)" \
+    wait_jp e2e-fail deploy/hold '{.spec.template.spec.runtimeClassName}' gvisor 1
+  sleep 3
+  check "no flapping after the revert" wait_jp e2e-fail deploy/rev '{.spec.template.spec.runtimeClassName}' "" 1
+  kc -n e2e-fail delete cwl rev hold --wait=false >/dev/null
+  check "CRs released" kc -n e2e-fail wait --for=delete cwl/rev cwl/hold --timeout=20s
+  local rc=0; ctrl_stop || rc=$?
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "no sanitizer report" sanitizer_clean
+  kc delete namespace e2e-fail --wait=false >/dev/null
+}

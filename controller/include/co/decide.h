@@ -49,6 +49,9 @@
 
 #define CO_ANN_RUNTIME CO_DOMAIN "/runtime"
 #define CO_ANN_ORIGINAL CO_DOMAIN "/original-runtime-class"
+/* Set by onFailure: Revert to the class that failed; that class is not written again while
+ * the annotation names it (remove it, or change the CR's class, to try again). */
+#define CO_ANN_REVERTED CO_DOMAIN "/reverted-runtime-class"
 #define CO_CLASS_AUTO "auto"
 
 typedef enum {

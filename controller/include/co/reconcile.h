@@ -34,6 +34,7 @@ typedef struct co_reconciler_stats_s {
 struct co__rec_write;
 struct co__rec_status;
 struct co__rec_op;
+struct co__rec_failing;
 
 struct co_reconciler_s {
   /* public */
@@ -47,6 +48,7 @@ struct co_reconciler_s {
   co_wq_t queue;
   struct co__rec_write *writes;    /* per workload key: last write */
   struct co__rec_status *statuses; /* per CR key: last status written */
+  struct co__rec_failing *failing; /* per workload key: failing since (onFailure: Revert) */
   char *instance;                  /* reportingInstance of events */
   struct co__rec_op *ops;          /* requests started and not completed */
   int in_flight;
