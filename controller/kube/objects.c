@@ -141,6 +141,36 @@ static int scan_env(const cJSON *podspec, co_kv_t *out) {
   return 0;
 }
 
+/* emptyDir volumes with their medium and size limit (a number or a quantity string). */
+static int scan_empty_dirs(const cJSON *podspec, co_kv_t *out) {
+  memset(out, 0, sizeof(*out));
+  co_buf_t b;
+  co_buf_init(&b, KV_MAX);
+  uint32_t n = 0;
+  const cJSON *v;
+  cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(podspec, "volumes")) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(v, "name");
+    const cJSON *ed = cJSON_GetObjectItemCaseSensitive(v, "emptyDir");
+    if (!cJSON_IsString(name) || !cJSON_IsObject(ed))
+      continue;
+    const cJSON *medium = cJSON_GetObjectItemCaseSensitive(ed, "medium");
+    const cJSON *limit = cJSON_GetObjectItemCaseSensitive(ed, "sizeLimit");
+    char lim[64] = "";
+    if (cJSON_IsString(limit))
+      snprintf(lim, sizeof(lim), "%s", limit->valuestring);
+    else if (cJSON_IsNumber(limit))
+      snprintf(lim, sizeof(lim), "%.0f", limit->valuedouble);
+    char val[160];
+    snprintf(val, sizeof(val), "%s|%s", cJSON_IsString(medium) ? medium->valuestring : "", lim);
+    if (kv_add(&b, &n, name->valuestring, val) != 0) {
+      co_buf_free(&b);
+      return CO_ETOOBIG;
+    }
+  }
+  kv_finish(&b, n, out);
+  return 0;
+}
+
 static void kv_free(co_kv_t *kv) {
   co_free(kv->data);
   memset(kv, 0, sizeof(*kv));
@@ -166,6 +196,10 @@ static int workload_decode(const cJSON *obj, co_obj_t *out) {
     rc = scan_env(podspec, &w->template_env);
   if (rc == 0)
     rc = kv_from_map(path(spec, "selector", "matchLabels", NULL), NULL, &w->selector);
+  if (rc == 0)
+    rc = scan_empty_dirs(podspec, &w->empty_dirs);
+  const cJSON *am = cJSON_GetObjectItemCaseSensitive(podspec, "automountServiceAccountToken");
+  w->automount_sa_token = cJSON_IsBool(am) ? cJSON_IsTrue(am) : -1;
   const cJSON *cond;
   cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(status, "conditions")) {
     const char *type = str_of(cJSON_GetObjectItemCaseSensitive(cond, "type"));
@@ -190,6 +224,7 @@ static void workload_release(co_obj_t *o) {
   kv_free(&w->annotations);
   kv_free(&w->template_env);
   kv_free(&w->selector);
+  kv_free(&w->empty_dirs);
   co_free(w->failure_message);
 }
 
@@ -202,6 +237,8 @@ static int workload_equal(const co_obj_t *a, const co_obj_t *b) {
          str_equal(x->runtime_class, y->runtime_class) && kv_equal(&x->labels, &y->labels) &&
          kv_equal(&x->annotations, &y->annotations) &&
          kv_equal(&x->template_env, &y->template_env) && kv_equal(&x->selector, &y->selector) &&
+         kv_equal(&x->empty_dirs, &y->empty_dirs) &&
+         x->automount_sa_token == y->automount_sa_token &&
          x->progress_failed == y->progress_failed &&
          str_equal(x->failure_message, y->failure_message);
 }

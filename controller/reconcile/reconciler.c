@@ -326,6 +326,128 @@ static int start_op(co_reconciler_t *rec, op_t *op, co_verb_t verb, const char *
   return rc;
 }
 
+/* ---- spec.hardening ----------------------------------------------------------------- */
+
+/* The deciding CR when it asks for hardening, else NULL. */
+static const co_cwl_t *hardening_cr(co_reconciler_t *rec, const co_decision_t *d) {
+  if (d->source != CO_SOURCE_CR || d->cr_key == NULL)
+    return NULL;
+  const co_cwl_t *cr = (const co_cwl_t *)co_informer_get(rec->cwls, d->cr_key);
+  if (cr == NULL || !cr->has_hardening ||
+      (!cr->memory_backed_empty_dirs && cr->automount_sa_token != 0))
+    return NULL;
+  return cr;
+}
+
+/* The medium part of an empty_dirs value "medium|sizeLimit". */
+static int is_memory(const char *v) { return strncmp(v, "Memory|", 7) == 0; }
+
+/* 1 when w lacks some of the hardening cr asks for. */
+static int hardening_missing(const co_cwl_t *cr, const co_workload_t *w) {
+  if (cr == NULL)
+    return 0;
+  if (cr->memory_backed_empty_dirs) {
+    const char *p = w->empty_dirs.data;
+    for (uint32_t i = 0; i < w->empty_dirs.count; i++) {
+      const char *eq = strchr(p, '=');
+      if (eq != NULL && !is_memory(eq + 1))
+        return 1;
+      p += strlen(p) + 1;
+    }
+  }
+  return cr->automount_sa_token == 0 && w->automount_sa_token != 0;
+}
+
+/* Adds cr's hardening to the patch; records what it replaces the first time. */
+static void add_hardening(cJSON *ann, cJSON *tspec, const co_cwl_t *cr, const co_workload_t *w) {
+  if (co_kv_get(&w->annotations, CO_ANN_HARDENING) == NULL) {
+    cJSON *orig = cJSON_CreateObject();
+    cJSON *eds = cJSON_AddObjectToObject(orig, "emptyDirs");
+    const char *p = w->empty_dirs.data;
+    for (uint32_t i = 0; i < w->empty_dirs.count; i++) {
+      const char *eq = strchr(p, '=');
+      if (eq != NULL) {
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - p), p);
+        cJSON_AddStringToObject(eds, name, eq + 1);
+      }
+      p += strlen(p) + 1;
+    }
+    cJSON_AddNumberToObject(orig, "automountServiceAccountToken", w->automount_sa_token);
+    char *js = cJSON_PrintUnformatted(orig);
+    cJSON_Delete(orig);
+    cJSON_AddStringToObject(ann, CO_ANN_HARDENING, js);
+    cJSON_free(js);
+  }
+  if (cr->memory_backed_empty_dirs && w->empty_dirs.count > 0) {
+    cJSON *vols = cJSON_AddArrayToObject(tspec, "volumes");
+    const char *p = w->empty_dirs.data;
+    for (uint32_t i = 0; i < w->empty_dirs.count; i++) {
+      const char *eq = strchr(p, '=');
+      const char *bar = eq ? strchr(eq, '|') : NULL;
+      if (eq != NULL && bar != NULL) {
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - p), p);
+        cJSON *v = cJSON_CreateObject();
+        cJSON_AddStringToObject(v, "name", name);
+        cJSON *ed = cJSON_AddObjectToObject(v, "emptyDir");
+        cJSON_AddStringToObject(ed, "medium", "Memory");
+        /* Memory-backed scratch counts against the pod's memory: always bounded. */
+        cJSON_AddStringToObject(ed, "sizeLimit", bar[1] ? bar + 1 : cr->empty_dir_size_limit);
+        cJSON_AddItemToArray(vols, v);
+      }
+      p += strlen(p) + 1;
+    }
+  }
+  if (cr->automount_sa_token == 0)
+    cJSON_AddFalseToObject(tspec, "automountServiceAccountToken");
+}
+
+/* Puts back what add_hardening recorded. */
+static void restore_hardening(cJSON *ann, cJSON *tspec, const co_workload_t *w) {
+  const char *js = co_kv_get(&w->annotations, CO_ANN_HARDENING);
+  if (js == NULL)
+    return;
+  cJSON_AddNullToObject(ann, CO_ANN_HARDENING);
+  cJSON *orig = cJSON_Parse(js);
+  if (orig == NULL)
+    return; /* someone edited it: drop the record, change nothing */
+  const cJSON *e;
+  cJSON *vols = NULL;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(orig, "emptyDirs")) {
+    if (!cJSON_IsString(e) || e->string == NULL || co_kv_get(&w->empty_dirs, e->string) == NULL)
+      continue;
+    const char *bar = strchr(e->valuestring, '|');
+    if (bar == NULL)
+      continue;
+    if (vols == NULL)
+      vols = cJSON_AddArrayToObject(tspec, "volumes");
+    cJSON *v = cJSON_CreateObject();
+    cJSON_AddStringToObject(v, "name", e->string);
+    cJSON *ed = cJSON_AddObjectToObject(v, "emptyDir");
+    if (bar == e->valuestring)
+      cJSON_AddNullToObject(ed, "medium");
+    else {
+      char medium[64];
+      snprintf(medium, sizeof(medium), "%.*s", (int)(bar - e->valuestring), e->valuestring);
+      cJSON_AddStringToObject(ed, "medium", medium);
+    }
+    if (bar[1] == '\0')
+      cJSON_AddNullToObject(ed, "sizeLimit");
+    else
+      cJSON_AddStringToObject(ed, "sizeLimit", bar + 1);
+    cJSON_AddItemToArray(vols, v);
+  }
+  const cJSON *am = cJSON_GetObjectItemCaseSensitive(orig, "automountServiceAccountToken");
+  if (cJSON_IsNumber(am)) {
+    if (am->valuedouble < 0)
+      cJSON_AddNullToObject(tspec, "automountServiceAccountToken");
+    else
+      cJSON_AddBoolToObject(tspec, "automountServiceAccountToken", am->valuedouble > 0);
+  }
+  cJSON_Delete(orig);
+}
+
 /* SET: class and (first time) the original class; RESTORE: the class to leave, annotation
  * removed. A merge patch touching only these fields; metadata.uid makes it fail rather than
  * write to a workload recreated under the same name. */
@@ -341,6 +463,11 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
       cJSON_AddObjectToObject(cJSON_AddObjectToObject(p, "spec"), "template"), "spec");
   if (reverted != NULL)
     cJSON_AddStringToObject(ann, CO_ANN_REVERTED, reverted);
+  const co_cwl_t *hcr = restore ? NULL : hardening_cr(rec, d);
+  if (hcr != NULL)
+    add_hardening(ann, tspec, hcr, w);
+  if (restore)
+    restore_hardening(ann, tspec, w);
   if (restore) {
     cJSON_AddNullToObject(ann, CO_ANN_ORIGINAL);
     if (d->class != NULL && d->class[0] != '\0')
@@ -378,7 +505,8 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   char path[KEY_MAX];
   snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/%s/%s", w->meta.ns, kind_path(k),
            w->meta.name);
-  int rc = start_op(rec, op, CO_PATCH_MERGE, path, body, on_workload_written);
+  /* Strategic merge: volumes merge by name; for everything else it acts as a merge patch. */
+  int rc = start_op(rec, op, CO_PATCH_STRATEGIC, path, body, on_workload_written);
   if (rc != 0) {
     co_log(CO_LOG_WARN, "cannot start workload write", CO_S("key", qkey), CO_E(rc));
     co_wq_add_rate_limited(&rec->queue, qkey);
@@ -432,6 +560,14 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     snprintf(failed, sizeof(failed), "%s", d.class);
     failing_clear(rec, qkey);
     write_workload(rec, qkey, k, w, &r, failed);
+    return;
+  }
+  if (d.action == CO_ACTION_NONE && d.source == CO_SOURCE_CR && d.class != NULL &&
+      hardening_missing(hardening_cr(rec, &d), w)) {
+    co_decision_t h = d;
+    h.action = CO_ACTION_SET;
+    h.reason = "Hardened";
+    write_workload(rec, qkey, k, w, &h, NULL);
     return;
   }
   /* RESTORE always writes: the annotation goes in any case. */
@@ -522,6 +658,12 @@ static void workload_phase(co_reconciler_t *rec, char k, const co_workload_t *w,
     ph->phase = "Pending";
     ph->reason = "NotSandboxed";
     snprintf(ph->message, sizeof(ph->message), "%s", d->message);
+    return;
+  }
+  if (d->source == CO_SOURCE_CR && hardening_missing(hardening_cr(rec, d), w)) {
+    ph->phase = "Pending";
+    ph->reason = "HardeningPending";
+    snprintf(ph->message, sizeof(ph->message), "spec.hardening is not applied yet");
     return;
   }
   if (w->observed_generation < w->meta.generation) {

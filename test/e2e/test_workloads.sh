@@ -219,3 +219,63 @@ YAML
   check "no sanitizer report" sanitizer_clean
   kc delete namespace e2e-fail --wait=false >/dev/null
 }
+
+test_hardening_applied_and_reverted() {
+  wl_setup
+  kc create namespace e2e-hard >/dev/null
+  kc -n e2e-hard apply -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: vault, labels: {app: vault}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: vault}}
+  template:
+    metadata: {labels: {app: vault}}
+    spec:
+      containers: [{name: app, image: fake, volumeMounts: [{name: scratch, mountPath: /tmp}]}]
+      volumes:
+      - {name: scratch, emptyDir: {}}
+      - {name: cache, emptyDir: {sizeLimit: 1Gi}}
+      - {name: conf, configMap: {name: vault-conf}}
+---
+apiVersion: confidential.cypherpunk.io/v1alpha1
+kind: ConfidentialWorkload
+metadata: {name: vault}
+spec:
+  runtimeClassName: kata-qemu
+  targetRefs: [{kind: Deployment, name: vault}]
+  hardening: {memoryBackedEmptyDirs: true, automountServiceAccountToken: false}
+YAML
+  ctrl_start hardening
+  check "class set" wait_jp e2e-hard deploy/vault '{.spec.template.spec.runtimeClassName}' kata-qemu 15
+  check "scratch emptyDir in memory" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.medium}' Memory 2
+  check "with the default size limit" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.sizeLimit}' 256Mi 1
+  check "an existing size limit is kept" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="cache")].emptyDir.sizeLimit}' 1Gi 1
+  check "other volumes untouched" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="conf")].configMap.name}' vault-conf 1
+  check "service account token not mounted" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.automountServiceAccountToken}' false 1
+  check "one write for class and hardening" wait_jp e2e-hard deploy/vault '{.metadata.generation}' 2 3
+  check "CR Ready" kc -n e2e-hard wait --for=condition=Ready cwl/vault --timeout=60s
+  kc -n e2e-hard delete cwl vault --wait=false >/dev/null
+  check "class removed" wait_jp e2e-hard deploy/vault '{.spec.template.spec.runtimeClassName}' "" 15
+  check "scratch back on disk" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.medium}' "" 2
+  check "scratch size limit removed" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.sizeLimit}' "" 1
+  check "cache keeps its own limit" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.volumes[?(@.name=="cache")].emptyDir.sizeLimit}' 1Gi 1
+  check "automount back to unset" \
+    wait_jp e2e-hard deploy/vault '{.spec.template.spec.automountServiceAccountToken}' "" 1
+  check "records removed" \
+    wait_jp e2e-hard deploy/vault '{.metadata.annotations.confidential\.cypherpunk\.io/original-hardening}' "" 1
+  check "CR released" kc -n e2e-hard wait --for=delete cwl/vault --timeout=20s
+  local rc=0; ctrl_stop || rc=$?
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "no sanitizer report" sanitizer_clean
+  kc delete namespace e2e-hard --wait=false >/dev/null
+}

@@ -52,6 +52,8 @@
 /* Set by onFailure: Revert to the class that failed; that class is not written again while
  * the annotation names it (remove it, or change the CR's class, to try again). */
 #define CO_ANN_REVERTED CO_DOMAIN "/reverted-runtime-class"
+/* What spec.hardening changed, as JSON, so that a restore puts it back exactly. */
+#define CO_ANN_HARDENING CO_DOMAIN "/original-hardening"
 #define CO_CLASS_AUTO "auto"
 
 typedef enum {
