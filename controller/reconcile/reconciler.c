@@ -54,6 +54,7 @@ typedef struct co__rec_op {
   char *note;   /* event to emit after success, or NULL */
   char *reason; /* event reason */
   char *regarding_kind, *regarding_ns, *regarding_name, *regarding_uid;
+  char *cr_key; /* the CR the write is for, if any: it gets an event too */
   int restore;
   struct co__rec_op *prev, *next; /* requests in flight, canceled on close */
 } op_t;
@@ -154,6 +155,7 @@ static void op_free(op_t *op) {
   co_free(op->regarding_ns);
   co_free(op->regarding_name);
   co_free(op->regarding_uid);
+  co_free(op->cr_key);
   co_free(op);
 }
 
@@ -295,6 +297,15 @@ static void on_workload_written(co_req_t *req) {
     co_wq_forget(&rec->queue, op->qkey);
     emit_event(rec, "Normal", op->reason, op->restore ? "Restore" : "Rewrite", op->regarding_kind,
                op->regarding_ns, op->regarding_name, op->regarding_uid, op->note);
+    const co_obj_t *cr = op->cr_key ? co_informer_get(rec->cwls, op->cr_key) : NULL;
+    if (cr != NULL) {
+      co_buf_t note;
+      co_buf_init(&note, 1200);
+      co_buf_appendf(&note, "%s %s: %s", op->regarding_kind, op->regarding_name, op->note);
+      emit_event(rec, "Normal", op->reason, op->restore ? "Restore" : "Rewrite",
+                 "ConfidentialWorkload", cr->ns, cr->name, cr->uid, co_buf_str(&note));
+      co_buf_free(&note);
+    }
   } else if (req->err == CO_ENOTFOUND || req->err == CO_ECANCELED) {
     /* Gone (its delete event follows) or shutting down. */
   } else {
@@ -493,6 +504,7 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   op->regarding_ns = co_strdup(w->meta.ns);
   op->regarding_name = co_strdup(w->meta.name);
   op->regarding_uid = co_strdup(w->meta.uid);
+  op->cr_key = d->source == CO_SOURCE_CR ? co_strdup(d->cr_key) : NULL;
   co_buf_t note;
   co_buf_init(&note, 1024);
   if (restore)
@@ -788,10 +800,13 @@ static void status_forget(co_reconciler_t *rec, const char *key) {
   co_free(st);
 }
 
-static void add_condition(cJSON *arr, status_t *st, int i, int value, const char *reason,
-                          const char *message, int64_t gen) {
+/* Returns 1 when the condition changed from a value this process had written before. */
+static int add_condition(cJSON *arr, status_t *st, int i, int value, const char *reason,
+                         const char *message, int64_t gen) {
   const char *s = value ? "True" : "False";
+  int changed = 0;
   if (strcmp(st->cond_status[i], s) != 0 || st->cond_since[i][0] == '\0') {
+    changed = st->cond_status[i][0] != '\0';
     snprintf(st->cond_status[i], sizeof(st->cond_status[i]), "%s", s);
     now_rfc3339(st->cond_since[i], sizeof(st->cond_since[i]), 0);
   }
@@ -803,6 +818,7 @@ static void add_condition(cJSON *arr, status_t *st, int i, int value, const char
   cJSON_AddStringToObject(c, "reason", reason);
   cJSON_AddStringToObject(c, "message", message);
   cJSON_AddItemToArray(arr, c);
+  return changed;
 }
 
 static failing_t *failing_find(co_reconciler_t *rec, const char *wkey) {
@@ -1026,15 +1042,22 @@ static void reconcile_cr(co_reconciler_t *rec, const char *qkey) {
       snprintf(msg, sizeof(msg), "all %d workloads run sandboxed with %s", total, class);
     else
       snprintf(msg, sizeof(msg), "%d/%d workloads sandboxed; %s", sandboxed, total, first_problem);
-    add_condition(conds, st, COND_READY, total > 0 && sandboxed == total,
-                  total == 0           ? "NoWorkloads"
-                  : sandboxed == total ? "AllSandboxed"
-                                       : "NotSandboxed",
-                  msg, gen);
+    int ready_changed = add_condition(conds, st, COND_READY, total > 0 && sandboxed == total,
+                                      total == 0           ? "NoWorkloads"
+                                      : sandboxed == total ? "AllSandboxed"
+                                                           : "NotSandboxed",
+                                      msg, gen);
     add_condition(conds, st, COND_PROGRESSING, progressing > 0,
                   progressing > 0 ? "RollingOut" : "Stable", msg, gen);
-    add_condition(conds, st, COND_DEGRADED, degraded > 0,
-                  degraded > 0 ? "WorkloadsFailing" : "AsExpected", msg, gen);
+    int degraded_changed =
+        add_condition(conds, st, COND_DEGRADED, degraded > 0,
+                      degraded > 0 ? "WorkloadsFailing" : "AsExpected", msg, gen);
+    if (ready_changed && total > 0 && sandboxed == total)
+      emit_event(rec, "Normal", "Sandboxed", "Report", "ConfidentialWorkload", cr->meta.ns,
+                 cr->meta.name, cr->meta.uid, msg);
+    if (degraded_changed && degraded > 0)
+      emit_event(rec, "Warning", "WorkloadsFailing", "Report", "ConfidentialWorkload", cr->meta.ns,
+                 cr->meta.name, cr->meta.uid, msg);
   }
   char *body = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);

@@ -103,6 +103,12 @@ YAML
   check "status summary" wait_jp e2e-cr cwl/web '{.status.workloadsSummary}' "1/1 sandboxed" 5
   check "workload phase Sandboxed" wait_jp e2e-cr cwl/web '{.status.workloads[0].phase}' Sandboxed 1
   check "finalizer set" wait_jp e2e-cr cwl/web '{.metadata.finalizers[0]}' confidential.cypherpunk.io/finalizer 1
+  local evs
+  evs=$(kc -n e2e-cr get events.events.k8s.io \
+    -o jsonpath='{range .items[?(@.regarding.kind=="ConfidentialWorkload")]}{.reason}{" "}{end}')
+  log "  events on the CR: $evs"
+  check "the rewrite is recorded on the CR" grep -q OptedInByCR <<<"$evs"
+  check "reaching Ready is recorded on the CR" grep -q Sandboxed <<<"$evs"
 
   # Drift: the owner re-applies its template without the class (as the Akash provider does).
   local g0 g
