@@ -103,7 +103,7 @@ static int cr_valid(co_reconciler_t *rec, const co_cwl_t *cr, char *msg, size_t 
   return co_cwl_validate(cr, rec->policy.allowed, rec->policy.n_allowed, msg, len) == 0;
 }
 
-/* CRs (not being deleted, valid) that select workload w of kind k. */
+/* CRs (not being deleted) that select workload w of kind k. */
 static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, co_decide_cr_t *out,
                           size_t max) {
   size_t n = 0;
@@ -111,9 +111,9 @@ static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, 
     const co_cwl_t *cr = (const co_cwl_t *)o;
     if (o->deleting || strcmp(o->ns, w->meta.ns) != 0)
       continue;
+    /* An invalid CR still counts: co_decide reports it (DENIED) and writes nothing, so a
+     * typo in a CR never un-sandboxes what it selected. */
     if (!co_cwl_targets(cr, kind_name(k), w->meta.ns, w->meta.name, &w->labels))
-      continue;
-    if (!cr_valid(rec, cr, NULL, 0))
       continue;
     if (n < max) {
       out[n].key = o->key;

@@ -285,3 +285,34 @@ YAML
   check "no sanitizer report" sanitizer_clean
   kc delete namespace e2e-hard --wait=false >/dev/null
 }
+
+test_cr_made_invalid_fails_closed() {
+  wl_setup
+  kc create namespace e2e-typo >/dev/null
+  deploy e2e-typo api
+  kc -n e2e-typo apply -f - >/dev/null <<'YAML'
+apiVersion: confidential.cypherpunk.io/v1alpha1
+kind: ConfidentialWorkload
+metadata: {name: api}
+spec:
+  runtimeClassName: kata-qemu
+  targetRefs: [{kind: Deployment, name: api}]
+YAML
+  ctrl_start typo --runtime-classes=kata-qemu,gvisor
+  check "rewritten" wait_jp e2e-typo deploy/api '{.spec.template.spec.runtimeClassName}' kata-qemu 15
+  # kata-fc passes the schema but is not enabled here.
+  kc -n e2e-typo patch cwl api --type=merge -p '{"spec":{"runtimeClassName":"kata-fc"}}' >/dev/null
+  check "CR reports the invalid spec" \
+    wait_jp e2e-typo cwl/api '{.status.conditions[?(@.type=="Degraded")].reason}' InvalidSpec 10
+  sleep 2
+  check "the workload stays sandboxed (fail closed)" \
+    wait_jp e2e-typo deploy/api '{.spec.template.spec.runtimeClassName}' kata-qemu 1
+  check "no write after the typo" wait_jp e2e-typo deploy/api '{.metadata.generation}' 2 1
+  kc -n e2e-typo delete cwl api --wait=false >/dev/null
+  check "deleting the CR still restores" wait_jp e2e-typo deploy/api '{.spec.template.spec.runtimeClassName}' "" 15
+  check "CR released" kc -n e2e-typo wait --for=delete cwl/api --timeout=20s
+  local rc=0; ctrl_stop || rc=$?
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "no sanitizer report" sanitizer_clean
+  kc delete namespace e2e-typo --wait=false >/dev/null
+}
