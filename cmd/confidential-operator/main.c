@@ -7,6 +7,7 @@
 #include "co/controller.h"
 #include "co/error.h"
 #include "co/log.h"
+#include "co/status.h"
 
 #ifndef CO_VERSION
 #define CO_VERSION "0.0.0"
@@ -15,7 +16,15 @@
 #define CO_GIT_VERSION "unknown"
 #endif
 
-typedef enum { FLAG_STR, FLAG_DBL, FLAG_INT, FLAG_LONG, FLAG_LEVEL, FLAG_FORMAT } flag_kind_t;
+typedef enum {
+  FLAG_STR,
+  FLAG_DBL,
+  FLAG_INT,
+  FLAG_LONG,
+  FLAG_BOOL,
+  FLAG_LEVEL,
+  FLAG_FORMAT
+} flag_kind_t;
 
 typedef struct flag_s {
   const char *name;
@@ -55,6 +64,14 @@ static int set_flag(const flag_t *f, const char *val) {
   }
   case FLAG_LONG:
     return parse_long(val, 1, 86400, (long *)f->ptr);
+  case FLAG_BOOL:
+    if (strcmp(val, "true") == 0)
+      *(int *)f->ptr = 1;
+    else if (strcmp(val, "false") == 0)
+      *(int *)f->ptr = 0;
+    else
+      return CO_EINVAL;
+    return 0;
   case FLAG_LEVEL:
     return co_log_parse_level(val, (int *)f->ptr);
   case FLAG_FORMAT:
@@ -149,6 +166,17 @@ static int cmd_controller(int argc, char **argv) {
        "where env/annotation opt-ins count: default|akash (default default)"},
       {"operator-namespace", FLAG_STR, &o.operator_namespace,
        "the operator's own namespace, never touched (default confidential-system)"},
+      {"leader-elect", FLAG_BOOL, &o.leader_elect,
+       "true: only the holder of the Lease confidential-operator in --operator-namespace "
+       "writes (default false; the install bundle sets true)"},
+      {"leader-elect-lease-duration", FLAG_LONG, &o.lease_duration_s,
+       "seconds a Lease is valid without renewal (default 15)"},
+      {"leader-elect-renew-deadline", FLAG_LONG, &o.renew_deadline_s,
+       "seconds the leader keeps trying to renew before it stops (default 10)"},
+      {"leader-elect-retry-period", FLAG_LONG, &o.retry_period_s,
+       "seconds between attempts (default 2)"},
+      {"leader-elect-identity", FLAG_STR, &o.identity,
+       "identity in the Lease (default hostname_pid)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };
@@ -163,6 +191,52 @@ static int cmd_controller(int argc, char **argv) {
   co_log_set_level(level);
   co_log_set_format(format);
   return co_controller_run(&o);
+}
+
+static int cmd_status(int argc, char **argv) {
+  co_status_opts_t o;
+  co_status_opts_default(&o);
+  int level = CO_LOG_WARN;
+  const flag_t flags[] = {
+      {"kubeconfig", FLAG_STR, &o.kubeconfig,
+       "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"},
+      {"context", FLAG_STR, &o.context, "kubeconfig context (default: current-context)"},
+      {"namespace", FLAG_STR, &o.namespace,
+       "-n: only the CRs and workloads of this namespace (default: all)"},
+      {"output", FLAG_STR, &o.output, "-o: table|json (default table)"},
+      {"all-workloads", FLAG_BOOL, &o.all_workloads,
+       "also list Deployments/StatefulSets with a runtimeClassName or opt-in"},
+      {"runtime-classes", FLAG_STR, &o.runtime_classes,
+       "runtime classes always shown as node columns (comma list)"},
+      {"optin-env", FLAG_STR, &o.optin_env,
+       "env var names that opt a workload in (default KATA,CONFIDENTIAL_RUNTIME)"},
+      {"list-page-size", FLAG_INT, &o.page_size, "objects per list page (default 500)"},
+      {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default warn)"},
+  };
+  size_t n = sizeof(flags) / sizeof(flags[0]);
+  /* kubectl-style spellings: -n NS, -o FORMAT, and --all-workloads without a value. */
+  static char ns_flag[] = "--namespace", out_flag[] = "--output";
+  static char all_flag[] = "--all-workloads=true";
+  char **args = co_calloc((size_t)argc + 1, sizeof(char *));
+  for (int i = 0; i < argc; i++) {
+    char *a = argv[i];
+    args[i] = strcmp(a, "-n") == 0                ? ns_flag
+              : strcmp(a, "-o") == 0              ? out_flag
+              : strcmp(a, "--all-workloads") == 0 ? all_flag
+                                                  : a;
+  }
+  int rc = parse_flags(argc, args, flags, n);
+  co_free(args);
+  if (rc != 0) {
+    FILE *out = rc > 0 ? stdout : stderr;
+    fprintf(out, "Usage: confidential-operator status [flags]\n\n"
+                 "Prints the nodes with their runtime readiness, the ConfidentialWorkloads and\n"
+                 "the state of their workloads. Exit status 1 after an API error.\n\nFlags:\n");
+    print_flags(out, flags, n);
+    return rc > 0 ? 0 : 2;
+  }
+  co_log_set_level(level);
+  return co_status_run(&o);
 }
 
 static int not_yet(const char *cmd) {
@@ -188,7 +262,9 @@ int main(int argc, char **argv) {
     return cmd_version();
   if (strcmp(cmd, "controller") == 0)
     return cmd_controller(argc - 2, argv + 2);
-  if (strcmp(cmd, "node-agent") == 0 || strcmp(cmd, "status") == 0 || strcmp(cmd, "manifests") == 0)
+  if (strcmp(cmd, "status") == 0)
+    return cmd_status(argc - 2, argv + 2);
+  if (strcmp(cmd, "node-agent") == 0 || strcmp(cmd, "manifests") == 0)
     return not_yet(cmd);
   fprintf(stderr, "unknown command: %s\n\n", cmd);
   usage(stderr);

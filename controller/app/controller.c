@@ -11,6 +11,7 @@
 #include "co/kubeconfig.h"
 #include "co/log.h"
 #include "co/objects.h"
+#include "co/lease.h"
 #include "co/reconcile.h"
 #include "cwl.h"
 
@@ -31,6 +32,8 @@ typedef struct app_s {
   co_client_t client;
   co_informer_t informers[INF_COUNT];
   co_reconciler_t rec;
+  co_lease_t lease;
+  int leader_elect;
   co_policy_t policy;
   char *lists; /* owned copy of the comma lists, split in place */
   const char *classes[MAX_LIST];
@@ -55,6 +58,9 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->optin_env = "KATA,CONFIDENTIAL_RUNTIME";
   o->namespace_policy = "default";
   o->operator_namespace = "confidential-system";
+  o->lease_duration_s = 15;
+  o->renew_deadline_s = 10;
+  o->retry_period_s = 2;
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -123,6 +129,29 @@ static int setup_policy(app_t *app, const co_controller_opts_t *o) {
 
 static const char *type_name(co_informer_t *inf) { return inf->type->name; }
 
+/* The reconciler writes; it runs once the caches are warm and, with leader election, only
+ * in the Lease holder. */
+static void maybe_start(app_t *app) {
+  if (app->started || app->stopping || app->synced < INF_COUNT)
+    return;
+  if (app->leader_elect && !app->lease.leading)
+    return;
+  if (co_reconciler_start(&app->rec) == 0)
+    app->started = 1;
+}
+
+static void stop(app_t *app);
+
+static void on_lease_started(co_lease_t *l) { maybe_start(l->data); }
+
+static void on_lease_stopped(co_lease_t *l) {
+  app_t *app = l->data;
+  /* Never two writers: a replica that lost the Lease stops; its supervisor restarts it. */
+  co_log(CO_LOG_ERROR, "leadership lost, stopping");
+  app->exit_code = 1;
+  stop(app);
+}
+
 static int index_of(app_t *app, co_informer_t *inf) { return (int)(inf - app->informers); }
 
 /* Routes a change to the reconciler keys it affects (only once it runs). */
@@ -185,8 +214,7 @@ static void on_synced(co_informer_t *inf) {
          CO_I("nodes", app->informers[INF_NODES].count),
          CO_I("confidentialworkloads", app->informers[INF_CWLS].count),
          CO_I("ms", uv_now(&app->loop) - app->started_ms));
-  if (!app->stopping && co_reconciler_start(&app->rec) == 0)
-    app->started = 1;
+  maybe_start(app);
 }
 
 static void on_client_closed(co_client_t *c) {
@@ -206,14 +234,25 @@ static void on_informer_closed(co_informer_t *inf) {
     co_client_close(&app->client, on_client_closed);
 }
 
+static void close_informers(app_t *app) {
+  for (int i = 0; i < INF_COUNT; i++)
+    co_informer_close(&app->informers[i], on_informer_closed);
+}
+
+static void on_lease_closed(co_lease_t *l) { close_informers(l->data); }
+
+static void on_lease_released(co_lease_t *l) { co_lease_close(l, on_lease_closed); }
+
 static void on_reconciler_closed(co_reconciler_t *rec) {
   app_t *app = rec->data;
   const co_reconciler_stats_t *s = &rec->stats;
   co_log(CO_LOG_INFO, "reconciler stopped", CO_I("reconciles", s->reconciles),
          CO_I("patches", s->patches), CO_I("restores", s->restores),
          CO_I("status_writes", s->status_writes), CO_I("errors", s->write_errors));
-  for (int i = 0; i < INF_COUNT; i++)
-    co_informer_close(&app->informers[i], on_informer_closed);
+  if (app->leader_elect)
+    co_lease_release(&app->lease, on_lease_released); /* the next replica leads at once */
+  else
+    close_informers(app);
 }
 
 static void stop(app_t *app) {
@@ -288,6 +327,29 @@ int co_controller_run(const co_controller_opts_t *opts) {
                      &inf[INF_STATEFULSETS], &inf[INF_NAMESPACES], &inf[INF_PODS], &inf[INF_CWLS],
                      &inf[INF_NODES], &app->policy);
   app->rec.data = app;
+  app->leader_elect = opts->leader_elect;
+  if (app->leader_elect) {
+    char ident[300];
+    if (opts->identity != NULL && opts->identity[0] != '\0')
+      snprintf(ident, sizeof(ident), "%s", opts->identity);
+    else {
+      char host[256] = "";
+      if (uv_os_gethostname(host, &(size_t){sizeof(host)}) != 0)
+        snprintf(host, sizeof(host), "confidential-operator");
+      snprintf(ident, sizeof(ident), "%s_%d", host, (int)uv_os_getpid());
+    }
+    co_lease_opts_t lo = {(uint64_t)opts->lease_duration_s * 1000,
+                          (uint64_t)opts->renew_deadline_s * 1000,
+                          (uint64_t)opts->retry_period_s * 1000};
+    co_lease_init(&app->client, &app->lease, opts->operator_namespace, "confidential-operator",
+                  ident, &lo);
+    app->lease.data = app;
+    app->lease.on_started = on_lease_started;
+    app->lease.on_stopped = on_lease_stopped;
+    co_log(CO_LOG_INFO, "leader election enabled", CO_S("identity", ident),
+           CO_S("namespace", opts->operator_namespace));
+    co_lease_start(&app->lease);
+  }
   for (int i = 0; i < INF_COUNT; i++)
     co_informer_start(&app->informers[i]);
   uv_signal_init(&app->loop, &app->sigint);

@@ -42,6 +42,7 @@ for t in $(declare -F | awk '{print $3}' | grep '^test_' ); do
   ts=$(date +%s)
   "$t"
   [ -n "${CTRL_PID:-}" ] && { kill -KILL "$CTRL_PID" 2>/dev/null; wait "$CTRL_PID" 2>/dev/null; CTRL_PID=""; }
+  [ -n "${LE_PID:-}" ] && { kill -KILL "$LE_PID" 2>/dev/null; wait "$LE_PID" 2>/dev/null; LE_PID=""; }
   if [ $E2E_CURRENT_FAILED -eq 0 ]; then
     echo "ok $n - $t ($(( $(date +%s) - ts ))s)"
     E2E_PASSED=$((E2E_PASSED + 1))

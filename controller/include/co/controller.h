@@ -17,7 +17,10 @@ typedef struct co_controller_opts_s {
   const char *default_class;      /* class of an empty/"true" opt-in */
   const char *optin_env;          /* comma list of opt-in env var names */
   const char *namespace_policy;   /* "default" or "akash" */
-  const char *operator_namespace; /* never touched */
+  const char *operator_namespace; /* never touched; holds the leader election Lease */
+  int leader_elect;               /* only the Lease holder writes */
+  long lease_duration_s, renew_deadline_s, retry_period_s;
+  const char *identity; /* leader election identity (default: hostname_pid) */
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);
