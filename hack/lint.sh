@@ -45,5 +45,6 @@ if [ -n "$lib" ]; then
   fi
 fi
 
+echo "[lint] manifests/install.yaml up to date"; hack/gen-install.sh --check || fail=1
 [ $fail -eq 0 ] && echo "[lint] ok"
 exit $fail

@@ -318,8 +318,14 @@ co_start_etcd() {
 }
 co_wait_etcd() { co_wait_http etcd "http://127.0.0.1:$ETCD_PORT/health" "${1:-30}" '{"health":"true"'; }
 
+# Audit log (Metadata level, ServiceAccounts only, so it stays small): who used which verb on which
+# resource. test/e2e/test_install.sh compares the verbs the operator's ServiceAccount used with
+# the verbs its RBAC grants.
 co_start_kube_apiserver() {
+  printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'omitStages: [RequestReceived]' 'rules:' \
+    '- {level: Metadata, userGroups: ["system:serviceaccounts"]}' '- {level: None}' > "$D/audit-policy.yaml"
   co_spawn kube-apiserver "$CO_CP_BIN/kube-apiserver" \
+    --audit-policy-file="$D/audit-policy.yaml" --audit-log-path="$CO_LOGS/audit.log" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
     --advertise-address=127.0.0.1 \
