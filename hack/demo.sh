@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The demo: a local control plane with two kwok nodes, the controller running against it,
-# and a few objects for it to see. `hack/demo.sh down` stops everything.
+# The demo: a local control plane with two kwok nodes (one opted in), the bundle's namespace,
+# CRD and RBAC, the controller running with nothing but the bundle's ServiceAccount token,
+# and the samples; then `confidential-operator status`. `hack/demo.sh down` stops it all.
+#
+# Node preparation (kata-deploy, the containerd template, the readiness probe) is not part of
+# this release: the demo marks kwok-node-0 ready for kata-qemu and creates the RuntimeClass by
+# hand, as the node agent will.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CO_CLUSTER_DIR=${CO_CLUSTER_DIR:-/tmp/co-demo}
 CO_BIN=${CO_BIN:-$PWD/build/confidential-operator}
 PIDFILE=$CO_CLUSTER_DIR/controller.pid
 LOG=$CO_CLUSTER_DIR/controller.log
+NS=demo
 
 if [ "${1:-}" = "down" ]; then
   if [ -f "$PIDFILE" ]; then kill -TERM "$(cat "$PIDFILE")" 2>/dev/null || true; fi
@@ -21,41 +27,55 @@ source "$CO_CLUSTER_DIR/cluster.env"
 kc() { "$CO_KUBECTL" --kubeconfig="$KUBECONFIG" "$@"; }
 
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  kill -TERM "$(cat "$PIDFILE")"; sleep 1
+  kill -TERM "$(cat "$PIDFILE")"; sleep 2
 fi
-kc label node kwok-node-0 confidential.cypherpunk.io/enabled=true --overwrite >/dev/null
-"$CO_BIN" controller --kubeconfig="$KUBECONFIG" --log-level=debug >"$LOG" 2>&1 &
-echo $! > "$PIDFILE"
 
-for _ in $(seq 1 100); do grep -q 'all caches synced' "$LOG" && break; sleep 0.1; done
-kc create namespace demo --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc -n demo apply -f - >/dev/null <<'YAML'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: tenant-app}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: tenant-app}}
-  template:
-    metadata: {labels: {app: tenant-app}}
-    spec:
-      containers:
-      - name: app
-        image: nginx
-        env: [{name: KATA, value: "true"}]
+echo "== install: namespace, CRD, RBAC from the bundle"
+kc apply -f manifests/namespace.yaml -f crd/confidentialworkloads.yaml -f manifests/rbac.yaml >/dev/null
+kc wait --for=condition=Established --timeout=30s crd/confidentialworkloads.confidential.cypherpunk.io >/dev/null
+
+echo "== nodes: kwok-node-0 opted in and ready for kata-qemu (node agent stand-in)"
+kc label node kwok-node-0 confidential.cypherpunk.io/enabled=true \
+  runtime.confidential.cypherpunk.io/kata-qemu=ready --overwrite >/dev/null
+kc apply -f - >/dev/null <<'YAML'
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: kata-qemu}
+handler: kata-qemu
+overhead: {podFixed: {memory: 160Mi, cpu: 250m}}
+scheduling:
+  nodeSelector: {runtime.confidential.cypherpunk.io/kata-qemu: ready}
 YAML
-kc -n demo rollout status deployment/tenant-app --timeout=60s >/dev/null
-sleep 1
+
+echo "== controller: with the bundle's ServiceAccount token only"
+token=$(kc -n confidential-system create token confidential-operator-controller --duration=24h)
+server=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.server}')
+cadata=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+SA_KUBECONFIG=$CO_CLUSTER_DIR/controller.kubeconfig
+cat > "$SA_KUBECONFIG" <<YAML
+apiVersion: v1
+kind: Config
+current-context: controller
+contexts: [{name: controller, context: {cluster: demo, user: controller}}]
+clusters: [{name: demo, cluster: {server: "$server", certificate-authority-data: "$cadata"}}]
+users: [{name: controller, user: {token: "$token"}}]
+YAML
+chmod 600 "$SA_KUBECONFIG"
+"$CO_BIN" controller --kubeconfig="$SA_KUBECONFIG" --leader-elect=true >"$LOG" 2>&1 &
+echo $! > "$PIDFILE"
+for _ in $(seq 1 100); do grep -q 'became leader' "$LOG" && break; sleep 0.1; done
+
+echo "== samples: a ConfidentialWorkload, an Akash-style Deployment (env KATA), a plain one"
+kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc -n "$NS" apply -f manifests/samples/workloads.yaml -f manifests/samples/confidentialworkload.yaml >/dev/null
+kc -n "$NS" wait --for=condition=Ready cwl/tenant-app --timeout=90s >/dev/null
+kc -n "$NS" rollout status deploy/akash-lease --timeout=60s >/dev/null
 
 echo
-echo "== nodes"
-kc get nodes -L confidential.cypherpunk.io/enabled
+"$CO_BIN" status --kubeconfig="$KUBECONFIG" --all-workloads
 echo
-echo "== deployment demo/tenant-app (pods on kwok nodes)"
-kc -n demo get deploy,pods -o wide
-echo
-echo "== controller log (informer sync and events)"
-grep -E 'starting controller|cache synced|all caches synced|informer event.*demo/' "$LOG" | cut -c1-200
+echo "== pods"
+kc -n "$NS" get pods -o custom-columns='POD:.metadata.name,RUNTIMECLASS:.spec.runtimeClassName,NODE:.spec.nodeName,PHASE:.status.phase'
 echo
 echo "demo ready in $(( $(date +%s) - t0 ))s. Controller log: $LOG"
 echo "kubectl: $CO_KUBECTL --kubeconfig=$KUBECONFIG"
