@@ -16,20 +16,15 @@
 #define MAX_CRS 16
 #define KEY_MAX 1024
 
+/* What the reconciler remembers of one workload (by queue key "d:ns/name"). */
 typedef struct co__rec_write {
-  char *key; /* queue key "d:ns/name" */
+  char *key;
   char *uid;
-  int64_t generation; /* metadata.generation the PATCH produced */
+  int64_t generation;        /* metadata.generation our last PATCH produced; 0 = none */
+  uint64_t failing_since_ms; /* onFailure: Revert: since when its rollout fails; 0 = not */
+  int revert;                /* the time is up: the workload key reverts on its next pass */
   UT_hash_handle hh;
 } write_t;
-
-/* Since when a workload's sandboxed rollout has been failing (onFailure: Revert). */
-typedef struct co__rec_failing {
-  char *key; /* queue key */
-  uint64_t since_ms;
-  int revert; /* the time is up: the workload key reverts on its next reconcile */
-  UT_hash_handle hh;
-} failing_t;
 
 enum { COND_READY, COND_PROGRESSING, COND_DEGRADED, COND_COUNT };
 static const char *cond_types[COND_COUNT] = {"Ready", "Progressing", "Degraded"};
@@ -247,13 +242,18 @@ static void write_forget(co_reconciler_t *rec, const char *qkey) {
   co_free(w);
 }
 
-static void write_record(co_reconciler_t *rec, const char *qkey, const char *uid, int64_t gen) {
+static write_t *write_get(co_reconciler_t *rec, const char *qkey) {
   write_t *w = write_find(rec, qkey);
   if (w == NULL) {
     w = co_calloc(1, sizeof(*w));
     w->key = co_strdup(qkey);
     HASH_ADD_KEYPTR(hh, rec->writes, w->key, strlen(w->key), w);
   }
+  return w;
+}
+
+static void write_record(co_reconciler_t *rec, const char *qkey, const char *uid, int64_t gen) {
+  write_t *w = write_get(rec, qkey);
   co_free(w->uid);
   w->uid = co_strdup(uid);
   w->generation = gen;
@@ -264,8 +264,10 @@ static int write_pending(co_reconciler_t *rec, const char *qkey, const co_worklo
   write_t *wr = write_find(rec, qkey);
   if (wr == NULL)
     return 0;
-  if (w->meta.uid == NULL || wr->uid == NULL || strcmp(wr->uid, w->meta.uid) != 0) {
-    write_forget(rec, qkey);
+  if (wr->uid == NULL)
+    return 0; /* failure tracking only */
+  if (w->meta.uid == NULL || strcmp(wr->uid, w->meta.uid) != 0) {
+    write_forget(rec, qkey); /* a new object under the same name */
     return 0;
   }
   return w->meta.generation < wr->generation;
@@ -273,8 +275,14 @@ static int write_pending(co_reconciler_t *rec, const char *qkey, const co_worklo
 
 static void finish(co_reconciler_t *rec, const char *qkey) { co_wq_done(&rec->queue, qkey); }
 
-static failing_t *failing_find(co_reconciler_t *rec, const char *wkey);
-static void failing_clear(co_reconciler_t *rec, const char *wkey);
+/* Stops tracking a failure (the state itself stays for the write record). */
+static void failing_clear(co_reconciler_t *rec, const char *wkey) {
+  write_t *f = write_find(rec, wkey);
+  if (f != NULL) {
+    f->failing_since_ms = 0;
+    f->revert = 0;
+  }
+}
 
 static void on_workload_written(co_req_t *req) {
   op_t *op = req->data;
@@ -557,7 +565,7 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     finish(rec, qkey);
     return;
   }
-  failing_t *f = failing_find(rec, qkey);
+  write_t *f = write_find(rec, qkey);
   if (f != NULL && f->revert && d.action == CO_ACTION_NONE && d.source == CO_SOURCE_CR &&
       d.class != NULL) {
     const char *orig = co_kv_get(&w->annotations, CO_ANN_ORIGINAL);
@@ -821,21 +829,6 @@ static int add_condition(cJSON *arr, status_t *st, int i, int value, const char 
   return changed;
 }
 
-static failing_t *failing_find(co_reconciler_t *rec, const char *wkey) {
-  failing_t *f = NULL;
-  HASH_FIND_STR(rec->failing, wkey, f);
-  return f;
-}
-
-static void failing_clear(co_reconciler_t *rec, const char *wkey) {
-  failing_t *f = failing_find(rec, wkey);
-  if (f == NULL)
-    return;
-  HASH_DEL(rec->failing, f);
-  co_free(f->key);
-  co_free(f);
-}
-
 /* onFailure: Revert. A sandboxed rollout that keeps failing (rollout failed, or pods that do
  * not run) for revertAfterSeconds gets its recorded class back, and the failed class is
  * marked so it is not written again. Hold (the default) only reports. */
@@ -850,16 +843,12 @@ static void track_failure(co_reconciler_t *rec, const char *crkey, const co_cwl_
     return;
   }
   uint64_t now = uv_now(rec->queue.loop);
-  failing_t *f = failing_find(rec, wkey);
-  if (f == NULL) {
-    f = co_calloc(1, sizeof(*f));
-    f->key = co_strdup(wkey);
-    f->since_ms = now;
-    HASH_ADD_KEYPTR(hh, rec->failing, f->key, strlen(f->key), f);
-  }
+  write_t *f = write_get(rec, wkey);
+  if (f->failing_since_ms == 0)
+    f->failing_since_ms = now;
   uint64_t after = (uint64_t)(cr->revert_after_s > 0 ? cr->revert_after_s : 600) * 1000;
-  if (now - f->since_ms < after) {
-    co_wq_add_after(&rec->queue, crkey, after - (now - f->since_ms) + 100);
+  if (now - f->failing_since_ms < after) {
+    co_wq_add_after(&rec->queue, crkey, after - (now - f->failing_since_ms) + 100);
     return;
   }
   /* The write is the workload key's job, so one key is never written twice at once. */
@@ -1208,12 +1197,6 @@ static void free_all(co_reconciler_t *rec) {
     co_free(s->key);
     co_free(s->uid);
     co_free(s);
-  }
-  failing_t *f, *ft;
-  HASH_ITER(hh, rec->failing, f, ft) {
-    HASH_DEL(rec->failing, f);
-    co_free(f->key);
-    co_free(f);
   }
   co_free(rec->instance);
   rec->instance = NULL;

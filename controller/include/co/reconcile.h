@@ -34,7 +34,6 @@ typedef struct co_reconciler_stats_s {
 struct co__rec_write;
 struct co__rec_status;
 struct co__rec_op;
-struct co__rec_failing;
 
 struct co_reconciler_s {
   /* public */
@@ -46,9 +45,8 @@ struct co_reconciler_s {
   co_informer_t *deployments, *statefulsets, *namespaces, *pods, *cwls, *nodes;
   co_policy_t policy;
   co_wq_t queue;
-  struct co__rec_write *writes;    /* per workload key: last write */
+  struct co__rec_write *writes;    /* per workload key: last write, failure tracking */
   struct co__rec_status *statuses; /* per CR key: last status written */
-  struct co__rec_failing *failing; /* per workload key: failing since (onFailure: Revert) */
   char *instance;                  /* reportingInstance of events */
   struct co__rec_op *ops;          /* requests started and not completed */
   int in_flight;
