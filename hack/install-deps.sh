@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake pkg-config
   libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev uthash-dev
   clang clang-format libclang-rt-14-dev
-  openssl curl ca-certificates jq bc procps psmisc iproute2 python3
+  openssl curl ca-certificates jq bc procps psmisc iproute2 python3 containerd
 )
 
 missing=()
