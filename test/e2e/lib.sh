@@ -23,6 +23,19 @@ now() { date +%s.%N; }
 
 kc() { "$CO_KUBECTL" --kubeconfig="$KUBECONFIG" "$@"; }
 
+# kc_write ARGS...: runs a mutating kubectl command and prints when its write request was
+# sent (epoch seconds), read from kubectl's own request log, so that latencies measured from
+# it exclude kubectl's start-up time.
+kc_write() {
+  local out line ts ms
+  out=$("$CO_KUBECTL" --kubeconfig="$KUBECONFIG" -v=6 "$@" 2>&1 >/dev/null) || { echo "$out" >&2; return 1; }
+  line=$(grep -E '"Response" verb="(POST|PUT|PATCH|DELETE)"' <<<"$out" | head -1)
+  [ -n "$line" ] || { echo "no write request in kubectl's log" >&2; return 1; }
+  ts=$(sed -E 's/^[IWE][0-9]{2}([0-9]{2}) ([0-9:.]+) .*/\2/' <<<"$line")
+  ms=$(sed -E 's/.*milliseconds=([0-9]+).*/\1/' <<<"$line")
+  echo "$(date -d "$(date +%Y-%m-%d) $ts" +%s.%N) - $ms / 1000" | bc
+}
+
 # ---- the controller under test -------------------------------------------------------
 CTRL_PID=""
 CTRL_LOG=""
@@ -80,12 +93,13 @@ event_filter() {
 }
 
 # log_ts_after JQ_FILTER SINCE_EPOCH: epoch seconds of the first matching line logged at or
-# after SINCE_EPOCH (log timestamps have millisecond precision, hence the 1 ms slack).
+# after SINCE_EPOCH (log timestamps are cut to milliseconds and kubectl rounds its request
+# time down to milliseconds, hence the few milliseconds of slack).
 log_ts_after() {
   local ts e
   while read -r ts; do
     e=$(date -d "$ts" +%s.%N)
-    if (( $(echo "$e >= $2 - 0.001" | bc) )); then echo "$e"; return 0; fi
+    if (( $(echo "$e >= $2 - 0.005" | bc) )); then echo "$e"; return 0; fi
   done < <(grep '^{' "$CTRL_LOG" | jq -r "select($1) | .ts")
   return 1
 }
