@@ -1087,24 +1087,23 @@ void co_reconciler_workload_changed(co_reconciler_t *rec, char kind, const co_ob
   queue_key(rec, kind, w->key);
 }
 
-void co_reconciler_cr_changed(co_reconciler_t *rec, const co_obj_t *cr) {
-  queue_key(rec, 'c', cr->key);
-  /* Its selection may have changed: every workload of its namespace decides again. */
+static void queue_workloads_in(co_reconciler_t *rec, const char *ns) {
   static const char kinds[] = {'d', 's'};
   for (size_t i = 0; i < 2; i++)
     for (const co_obj_t *o = co_informer_first(workload_informer(rec, kinds[i])); o != NULL;
          o = co_informer_next(o))
-      if (strcmp(o->ns, cr->ns) == 0)
+      if (strcmp(o->ns, ns) == 0)
         queue_key(rec, kinds[i], o->key);
 }
 
+void co_reconciler_cr_changed(co_reconciler_t *rec, const co_obj_t *cr) {
+  queue_key(rec, 'c', cr->key);
+  /* Its selection may have changed: every workload of its namespace decides again. */
+  queue_workloads_in(rec, cr->ns);
+}
+
 void co_reconciler_namespace_changed(co_reconciler_t *rec, const co_obj_t *ns) {
-  static const char kinds[] = {'d', 's'};
-  for (size_t i = 0; i < 2; i++)
-    for (const co_obj_t *o = co_informer_first(workload_informer(rec, kinds[i])); o != NULL;
-         o = co_informer_next(o))
-      if (strcmp(o->ns, ns->name) == 0)
-        queue_key(rec, kinds[i], o->key);
+  queue_workloads_in(rec, ns->name);
 }
 
 void co_reconciler_pod_changed(co_reconciler_t *rec, const co_obj_t *pod) {
