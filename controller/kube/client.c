@@ -403,7 +403,7 @@ static void finish_transfer(co_client_t *c, struct co__req_state *rs, CURLcode r
   if (err != CO_OK && !c->s->closing && !rs->canceled && req->retries < c->s->opts.max_retries &&
       rc == CURLE_OK && retryable(req, err, ra)) {
     uint64_t delay = retry_delay_ms(ra, req->retries);
-    co_log(CO_LOG_DEBUG, "retrying request", CO_S("verb", co_verb_name(req->verb)),
+    co_log(CO_LOG_INFO, "retrying request", CO_S("verb", co_verb_name(req->verb)),
            CO_S("url", rs->url), CO_I("status", code), CO_E(err), CO_I("delay_ms", delay));
     req->retries++;
     c->stats.retries++;

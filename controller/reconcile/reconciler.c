@@ -270,7 +270,17 @@ static int write_pending(co_reconciler_t *rec, const char *qkey, const co_worklo
     write_forget(rec, qkey); /* a new object under the same name */
     return 0;
   }
-  return w->meta.generation < wr->generation;
+  if (w->meta.generation < wr->generation)
+    return 1;
+  /* The cache has caught up: the record has served its purpose. */
+  if (wr->failing_since_ms == 0 && !wr->revert)
+    write_forget(rec, qkey);
+  else {
+    co_free(wr->uid);
+    wr->uid = NULL;
+    wr->generation = 0;
+  }
+  return 0;
 }
 
 static void finish(co_reconciler_t *rec, const char *qkey) { co_wq_done(&rec->queue, qkey); }
