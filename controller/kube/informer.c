@@ -17,8 +17,7 @@ static void obj_free(const co_resource_type_t *t, co_obj_t *o) {
     return;
   if (t->release != NULL)
     t->release(o);
-  co_free(o->key);
-  co_free(o->nsbuf);
+  co_free(o->key); /* also holds the ns and name views */
   co_free(o->uid);
   co_free(o->rv);
   co_free(o);
@@ -39,19 +38,21 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
     ns = "";
   size_t nl = strlen(ns), ml = strlen(name);
   co_obj_t *o = co_calloc(1, t->size);
-  o->nsbuf = co_malloc(nl + ml + 2);
-  memcpy(o->nsbuf, ns, nl + 1);
-  memcpy(o->nsbuf + nl + 1, name, ml + 1);
-  o->ns = o->nsbuf;
-  o->name = o->nsbuf + nl + 1;
-  o->key = co_malloc(nl + ml + 2);
+  /* One block: "ns/name" (the key), then "ns" and "name" for the views. */
+  size_t kl = nl > 0 ? nl + 1 + ml : ml;
+  char *b = co_malloc(kl + 1 + nl + 1 + ml + 1);
   if (nl > 0) {
-    memcpy(o->key, ns, nl);
-    o->key[nl] = '/';
-    memcpy(o->key + nl + 1, name, ml + 1);
+    memcpy(b, ns, nl);
+    b[nl] = '/';
+    memcpy(b + nl + 1, name, ml + 1);
   } else {
-    memcpy(o->key, name, ml + 1);
+    memcpy(b, name, ml + 1);
   }
+  o->key = b;
+  memcpy(b + kl + 1, ns, nl + 1);
+  o->ns = b + kl + 1;
+  memcpy(b + kl + 1 + nl + 1, name, ml + 1);
+  o->name = b + kl + 1 + nl + 1;
   o->uid = co_strdup(str_field(md, "uid"));
   o->rv = co_strdup(str_field(md, "resourceVersion"));
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");

@@ -45,7 +45,8 @@ static int kv_add(co_buf_t *b, uint32_t *count, const char *k, const char *v) {
 static void kv_finish(co_buf_t *b, uint32_t count, co_kv_t *out) {
   out->count = count;
   out->len = (uint32_t)b->len;
-  out->data = count ? co_buf_steal(b) : NULL;
+  /* Cached for the object's life: give back the growth slack. */
+  out->data = count ? co_realloc(co_buf_steal(b), out->len + 1) : NULL;
   co_buf_free(b);
 }
 

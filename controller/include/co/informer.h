@@ -19,15 +19,14 @@
 
 /* Common header of every cached projection; a projection struct starts with it. */
 typedef struct co_obj_s {
-  char *key;      /* owned: "ns/name" or "name" */
-  const char *ns; /* borrowed view into storage owned by the object, "" if cluster-scoped */
-  const char *name;
-  char *uid; /* owned */
-  char *rv;  /* owned: resourceVersion */
+  char *key;        /* owned: "ns/name" or "name"; the same block holds ns and name */
+  const char *ns;   /* view into key's block, "" if cluster-scoped */
+  const char *name; /* view into key's block */
+  char *uid;        /* owned */
+  char *rv;         /* owned: resourceVersion */
   int64_t generation;
   int deleting;  /* metadata.deletionTimestamp is set */
   uint32_t mark; /* relist sweep */
-  char *nsbuf;   /* owned storage of ns/name views */
   UT_hash_handle hh;
 } co_obj_t;
 
