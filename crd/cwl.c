@@ -121,20 +121,6 @@ static int valid_label_value(const char *v) { return valid_label_part(v, strlen(
 
 /* ---- co_kv_t --------------------------------------------------------------------------- */
 
-/* Value of the label key[0..kl) in kv (borrowed), or NULL. */
-static const char *kv_find(const co_kv_t *kv, const char *key, size_t kl) {
-  if (kv == NULL)
-    return NULL;
-  const char *p = kv->data;
-  for (uint32_t i = 0; i < kv->count; i++) {
-    size_t l = strlen(p);
-    if (l > kl && p[kl] == '=' && memcmp(p, key, kl) == 0)
-      return p + kl + 1;
-    p += l + 1;
-  }
-  return NULL;
-}
-
 static int kv_equal(const co_kv_t *a, const co_kv_t *b) {
   return a->count == b->count && a->len == b->len &&
          (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
@@ -513,14 +499,14 @@ int co_selector_matches(const co_cwl_t *cr, const co_kv_t *labels) {
   for (uint32_t i = 0; i < cr->match_labels.count; i++) {
     size_t l = strlen(p);
     const char *eq = memchr(p, '=', l); /* present: checked by bad_match_label */
-    const char *v = kv_find(labels, p, (size_t)(eq - p));
+    const char *v = co_kv_getn(labels, p, (size_t)(eq - p));
     if (v == NULL || strcmp(v, eq + 1) != 0)
       return 0;
     p += l + 1;
   }
   for (uint32_t i = 0; i < cr->n_exprs; i++) {
     const co_sel_expr_t *e = &cr->exprs[i];
-    const char *v = kv_find(labels, e->key, strlen(e->key));
+    const char *v = co_kv_getn(labels, e->key, strlen(e->key));
     int ok = 0;
     switch (e->op) {
     case CO_SEL_OP_IN:

@@ -22,7 +22,12 @@ void co_objects_set_optin_env(const char *const *names, unsigned count) {
 }
 
 const char *co_kv_get(const co_kv_t *kv, const char *key) {
-  size_t kl = strlen(key);
+  return co_kv_getn(kv, key, strlen(key));
+}
+
+const char *co_kv_getn(const co_kv_t *kv, const char *key, size_t kl) {
+  if (kv == NULL)
+    return NULL;
   const char *p = kv->data;
   for (uint32_t i = 0; i < kv->count; i++) {
     size_t l = strlen(p);

@@ -632,13 +632,7 @@ static int selector_matches_pod(const co_workload_t *w, const co_pod_t *p) {
     const char *eq = strchr(s, '=');
     if (eq == NULL)
       return 0;
-    char key[512];
-    size_t kl = (size_t)(eq - s);
-    if (kl >= sizeof(key))
-      return 0;
-    memcpy(key, s, kl);
-    key[kl] = '\0';
-    const char *v = co_kv_get(&p->labels, key);
+    const char *v = co_kv_getn(&p->labels, s, (size_t)(eq - s));
     if (v == NULL || strcmp(v, eq + 1) != 0)
       return 0;
     s += l + 1;

@@ -4,6 +4,7 @@
 #ifndef CO_OBJECTS_H
 #define CO_OBJECTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "co/informer.h"
@@ -20,6 +21,8 @@ typedef struct co_kv_s {
 
 /* Returns the value of key in kv (borrowed), or NULL. */
 const char *co_kv_get(const co_kv_t *kv, const char *key);
+/* The same for the key key[0..kl) (need not be NUL-terminated); kv may be NULL. */
+const char *co_kv_getn(const co_kv_t *kv, const char *key, size_t kl);
 
 /* Deployment or StatefulSet. */
 typedef struct co_workload_s {
