@@ -275,7 +275,10 @@ static int node_decode(const cJSON *obj, co_obj_t *out) {
   }
   n->runtime_handlers = b.len > 0 ? co_buf_steal(&b) : NULL;
   co_buf_free(&b);
-  return kv_from_map(path(obj, "metadata", "labels", NULL), NULL, &n->labels);
+  int rc = kv_from_map(path(obj, "metadata", "labels", NULL), NULL, &n->labels);
+  if (rc == 0)
+    rc = kv_from_map(path(obj, "metadata", "annotations", NULL), CO_DOMAIN "/", &n->annotations);
+  return rc;
 }
 
 static void node_release(co_obj_t *o) {
@@ -283,13 +286,15 @@ static void node_release(co_obj_t *o) {
   co_free(n->kernel_version);
   co_free(n->runtime_handlers);
   kv_free(&n->labels);
+  kv_free(&n->annotations);
 }
 
 static int node_equal(const co_obj_t *a, const co_obj_t *b) {
   const co_node_t *x = (const co_node_t *)a, *y = (const co_node_t *)b;
   return x->ready == y->ready && x->unschedulable == y->unschedulable &&
          str_equal(x->kernel_version, y->kernel_version) &&
-         str_equal(x->runtime_handlers, y->runtime_handlers) && kv_equal(&x->labels, &y->labels);
+         str_equal(x->runtime_handlers, y->runtime_handlers) && kv_equal(&x->labels, &y->labels) &&
+         kv_equal(&x->annotations, &y->annotations);
 }
 
 static int namespace_decode(const cJSON *obj, co_obj_t *out) {

@@ -49,6 +49,7 @@ typedef struct co_node_s {
   int unschedulable;
   char *kernel_version;   /* status.nodeInfo.kernelVersion */
   co_kv_t labels;         /* metadata.labels */
+  co_kv_t annotations;    /* metadata.annotations of the operator's domain (node protocol) */
   char *runtime_handlers; /* status.runtimeHandlers[].name joined by ',' or NULL */
 } co_node_t;
 
