@@ -1,0 +1,3 @@
+module confidential-operator/hack/faultproxy
+
+go 1.26
