@@ -2,17 +2,31 @@
 # Generates the install bundle manifests/install.yaml from its parts:
 #   manifests/namespace.yaml, crd/confidentialworkloads.yaml, manifests/rbac.yaml,
 #   manifests/controller.yaml
-# (in that order: namespace and CRD before what lives in them).
+# (in that order: namespace and CRD before what lives in them), with the controller's image
+# reference (the ${CO_IMAGE} placeholder of manifests/controller.yaml) set.
 #
 #   hack/gen-install.sh           rewrite manifests/install.yaml
+#   hack/gen-install.sh --stdout  print the bundle instead
 #   hack/gen-install.sh --check   exit 1 if manifests/install.yaml is not what the parts generate
+#
+#   CO_IMAGE   the controller's image (default ghcr.io/cypherpunk/confidential-operator:<CMake
+#              project version>, as hack/build-image.sh names it). The committed
+#              manifests/install.yaml uses the default, and --check ignores CO_IMAGE; a bundle
+#              for another image: CO_IMAGE=registry.example/co:1.2 hack/gen-install.sh --stdout
 #
 # The output is deterministic (no timestamps), so the generated file is committed and checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib/image-lib.sh
+source hack/lib/image-lib.sh
 
 PARTS=(manifests/namespace.yaml crd/confidentialworkloads.yaml manifests/rbac.yaml manifests/controller.yaml)
 OUT=manifests/install.yaml
+IMAGE=${CO_IMAGE:-$(co_default_image)}
+[ "${1:-}" != --check ] || IMAGE=$(co_default_image)
+case "$IMAGE" in
+  *[[:space:]\|\&]* | "") echo "gen-install: invalid CO_IMAGE '$IMAGE'" >&2; exit 2 ;;
+esac
 
 generate() {
   local f
@@ -27,7 +41,7 @@ EOF
     [ -f "$f" ] || { echo "gen-install: missing part $f" >&2; return 1; }
     printf -- '---\n# Source: %s\n' "$f"
     # Drop a leading document separator of the part; make sure it ends with a newline.
-    sed '1{/^---[[:space:]]*$/d}' "$f"
+    sed -e '1{/^---[[:space:]]*$/d}' -e "s|\${CO_IMAGE}|$IMAGE|g" "$f"
     [ -z "$(tail -c1 "$f")" ] || echo
   done
 }
@@ -35,6 +49,10 @@ EOF
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 generate > "$tmp"
+if [ "$(grep -c "^ *image: $IMAGE\$" "$tmp")" -ne 1 ] || grep -q 'CO_IMAGE}' "$tmp"; then
+  echo "gen-install: expected exactly one 'image: \${CO_IMAGE}' in the parts" >&2
+  exit 1
+fi
 
 case "${1:-}" in
   --check)
@@ -44,12 +62,15 @@ case "${1:-}" in
       exit 1
     fi
     ;;
+  --stdout)
+    cat "$tmp"
+    ;;
   "")
     cp "$tmp" "$OUT"
-    echo "gen-install: wrote $OUT" >&2
+    echo "gen-install: wrote $OUT (image $IMAGE)" >&2
     ;;
   *)
-    echo "usage: hack/gen-install.sh [--check]" >&2
+    echo "usage: [CO_IMAGE=REF] hack/gen-install.sh [--check|--stdout]" >&2
     exit 2
     ;;
 esac
