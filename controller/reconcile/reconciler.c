@@ -119,12 +119,19 @@ static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, 
   return n;
 }
 
-static int decide_for(co_reconciler_t *rec, char k, const co_workload_t *w, co_decision_t *d) {
+int co_reconciler_decide(co_reconciler_t *rec, char kind, const co_workload_t *w,
+                         co_decision_t *out) {
   co_decide_cr_t crs[MAX_CRS];
   const co_namespace_t *ns = (const co_namespace_t *)co_informer_get(rec->namespaces, w->meta.ns);
   co_decide_input_t in = {w, ns ? &ns->labels : NULL, crs, 0};
-  in.n_crs = collect_crs(rec, k, w, crs, MAX_CRS);
-  return co_decide(&rec->policy, &in, d);
+  if (kind == 'd' || kind == 's')
+    in.n_crs = collect_crs(rec, kind, w, crs, MAX_CRS);
+  return co_decide(&rec->policy, &in, out);
+}
+
+int co_reconciler_revert_holds(const co_workload_t *w, const co_decision_t *d) {
+  const char *rv = co_kv_get(&w->annotations, CO_ANN_REVERTED);
+  return d->action == CO_ACTION_SET && rv != NULL && d->class != NULL && strcmp(rv, d->class) == 0;
 }
 
 /* ---- events (events.k8s.io/v1), fire and forget --------------------------------------- */
@@ -571,7 +578,7 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     return;
   }
   co_decision_t d;
-  if (decide_for(rec, k, w, &d) != 0) {
+  if (co_reconciler_decide(rec, k, w, &d) != 0) {
     finish(rec, qkey);
     return;
   }
@@ -610,13 +617,10 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     finish(rec, qkey);
     return;
   }
-  if (d.action == CO_ACTION_SET) {
-    const char *rv = co_kv_get(&w->annotations, CO_ANN_REVERTED);
-    if (rv != NULL && d.class != NULL && strcmp(rv, d.class) == 0) {
-      /* This class failed and was reverted: not again until someone says so. */
-      finish(rec, qkey);
-      return;
-    }
+  if (co_reconciler_revert_holds(w, &d)) {
+    /* This class failed and was reverted: not again until someone says so. */
+    finish(rec, qkey);
+    return;
   }
   write_workload(rec, qkey, k, w, &d, NULL);
 }
@@ -661,8 +665,7 @@ static void workload_phase(co_reconciler_t *rec, char k, const co_workload_t *w,
     snprintf(ph->message, sizeof(ph->message), "%s", d->message);
     return;
   case CO_ACTION_SET:
-    if (d->class != NULL && co_kv_get(&w->annotations, CO_ANN_REVERTED) != NULL &&
-        strcmp(co_kv_get(&w->annotations, CO_ANN_REVERTED), d->class) == 0) {
+    if (co_reconciler_revert_holds(w, d)) {
       ph->phase = "Failed";
       ph->reason = "Reverted";
       snprintf(ph->message, sizeof(ph->message),
@@ -877,7 +880,7 @@ static void reconcile_deleting_cr(co_reconciler_t *rec, const char *qkey, const 
       char wkey[KEY_MAX];
       snprintf(wkey, sizeof(wkey), "%c:%s", kinds[i], o->key);
       co_decision_t d;
-      if (decide_for(rec, kinds[i], w, &d) != 0)
+      if (co_reconciler_decide(rec, kinds[i], w, &d) != 0)
         continue;
       if (d.action == CO_ACTION_RESTORE || write_pending(rec, wkey, w)) {
         pending++;
@@ -978,7 +981,7 @@ static void reconcile_cr(co_reconciler_t *rec, const char *qkey) {
       char wkey[KEY_MAX];
       snprintf(wkey, sizeof(wkey), "%c:%s", kinds[i], o->key);
       co_decision_t d;
-      if (decide_for(rec, kinds[i], w, &d) != 0)
+      if (co_reconciler_decide(rec, kinds[i], w, &d) != 0)
         continue;
       phase_t ph;
       workload_phase(rec, kinds[i], w, wkey, &d, d.class ? d.class : class, &ph);

@@ -71,6 +71,18 @@ void co_reconciler_namespace_changed(co_reconciler_t *rec, const co_obj_t *ns);
 void co_reconciler_pod_changed(co_reconciler_t *rec, const co_obj_t *pod);
 void co_reconciler_nodes_changed(co_reconciler_t *rec);
 
+/* Decides for workload w with the inputs every reconcile uses: the policy, the labels of its
+ * namespace from the namespace cache and (kind 'd' Deployment, 's' StatefulSet) the
+ * ConfidentialWorkloads of the CR cache that select it; kind 'p' (a Pod, which no CR selects)
+ * gets no CRs. Reads the caches only, so the admission webhook decides exactly as the
+ * reconciler would. w is borrowed. Returns what co_decide returns. */
+int co_reconciler_decide(co_reconciler_t *rec, char kind, const co_workload_t *w,
+                         co_decision_t *out);
+
+/* 1 when d (SET) names the class recorded in CO_ANN_REVERTED on w: onFailure: Revert took it
+ * away and it is not written again until someone removes the record. */
+int co_reconciler_revert_holds(const co_workload_t *w, const co_decision_t *d);
+
 /* Resolves "auto" from the node cache: the strongest class a ready node offers. */
 const char *co_reconciler_resolve_auto(void *rec);
 

@@ -1,0 +1,339 @@
+/* AdmissionReview in, AdmissionReview out (see co/admission.h). */
+#include "co/admission.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "co/alloc.h"
+#include "co/buf.h"
+#include "co/error.h"
+#include "co/reconcile.h"
+
+#define UID_MAX 128
+#define NAME_MAX_LEN 253
+#define PATCH_MAX (64 * 1024)
+#define WARN_PREFIX "confidential-operator: "
+
+typedef enum { KIND_OTHER = 0, KIND_DEPLOYMENT, KIND_STATEFULSET, KIND_POD } kind_t;
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    err[0] = '\0';
+}
+
+static const char *str_item(const cJSON *o, const char *name) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int str_is(const char *a, const char *b) { return a != NULL && strcmp(a, b) == 0; }
+
+static kind_t kind_of(const cJSON *req) {
+  const cJSON *k = cJSON_GetObjectItemCaseSensitive(req, "kind");
+  const char *group = str_item(k, "group"), *version = str_item(k, "version");
+  const char *kind = str_item(k, "kind");
+  if (!str_is(version, "v1") || group == NULL || kind == NULL)
+    return KIND_OTHER;
+  if (strcmp(group, "apps") == 0 && strcmp(kind, "Deployment") == 0)
+    return KIND_DEPLOYMENT;
+  if (strcmp(group, "apps") == 0 && strcmp(kind, "StatefulSet") == 0)
+    return KIND_STATEFULSET;
+  if (group[0] == '\0' && strcmp(kind, "Pod") == 0)
+    return KIND_POD;
+  return KIND_OTHER;
+}
+
+/* JSON pointer token (RFC 6901): '~' -> "~0", '/' -> "~1". */
+static void pointer_token(co_buf_t *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '~')
+      co_buf_append(b, "~0", 2);
+    else if (*s == '/')
+      co_buf_append(b, "~1", 2);
+    else
+      co_buf_append(b, s, 1);
+  }
+}
+
+static void patch_op(cJSON *ops, const char *op, const char *path, cJSON *value) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "op", op);
+  cJSON_AddStringToObject(o, "path", path);
+  if (value != NULL)
+    cJSON_AddItemToObject(o, "value", value);
+  cJSON_AddItemToArray(ops, o);
+}
+
+/* Adds (or replaces) one annotation; creates the map when the object has none. */
+static void patch_annotation(cJSON *ops, const cJSON *obj, const char *key, const char *value) {
+  const cJSON *ann = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+  if (!cJSON_IsObject(ann)) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, key, value);
+    patch_op(ops, "add", "/metadata/annotations", m);
+    return;
+  }
+  co_buf_t p;
+  co_buf_init(&p, 1024);
+  co_buf_appends(&p, "/metadata/annotations/");
+  pointer_token(&p, key);
+  patch_op(ops, "add", co_buf_str(&p), cJSON_CreateString(value));
+  co_buf_free(&p);
+}
+
+static void patch_remove_annotation(cJSON *ops, const char *key) {
+  co_buf_t p;
+  co_buf_init(&p, 1024);
+  co_buf_appends(&p, "/metadata/annotations/");
+  pointer_token(&p, key);
+  patch_op(ops, "remove", co_buf_str(&p), NULL);
+  co_buf_free(&p);
+}
+
+/* The write the reconciler would make for a Deployment or StatefulSet. */
+static void workload_patch(cJSON *ops, const cJSON *obj, const co_workload_t *w,
+                           const co_decision_t *d) {
+  static const char class_path[] = "/spec/template/spec/runtimeClassName";
+  if (d->action == CO_ACTION_SET) {
+    if (co_reconciler_revert_holds(w, d))
+      return;
+    patch_op(ops, "add", class_path, cJSON_CreateString(d->class));
+    if (co_kv_get(&w->annotations, CO_ANN_ORIGINAL) == NULL)
+      patch_annotation(ops, obj, CO_ANN_ORIGINAL, w->runtime_class ? w->runtime_class : "");
+    return;
+  }
+  if (d->action != CO_ACTION_RESTORE || co_kv_get(&w->annotations, CO_ANN_HARDENING) != NULL)
+    return;
+  const char *want = d->class != NULL && d->class[0] != '\0' ? d->class : NULL;
+  if (want != NULL) {
+    if (w->runtime_class == NULL || strcmp(w->runtime_class, want) != 0)
+      patch_op(ops, "add", class_path, cJSON_CreateString(want));
+  } else if (w->runtime_class != NULL) {
+    patch_op(ops, "remove", class_path, NULL);
+  }
+  patch_remove_annotation(ops, CO_ANN_ORIGINAL);
+}
+
+/* Builds the projection of obj (a Pod is seen as its own template) and its header. */
+static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w) {
+  cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+  const char *name = str_item(md, "name");
+  if (name == NULL)
+    name = str_item(md, "generateName");
+  if (name == NULL)
+    name = "";
+  size_t nl = strnlen(ns, NAME_MAX_LEN + 1), ml = strnlen(name, NAME_MAX_LEN + 1);
+  if (nl > NAME_MAX_LEN || ml > NAME_MAX_LEN)
+    return CO_EINVAL;
+  /* One block, as the informer keeps it: "ns/name", then "ns" and "name". */
+  char *b = co_malloc(nl + 1 + ml + 1 + nl + 1 + ml + 1);
+  memcpy(b, ns, nl);
+  b[nl] = '/';
+  memcpy(b + nl + 1, name, ml + 1);
+  char *nsv = b + nl + 1 + ml + 1;
+  memcpy(nsv, ns, nl + 1);
+  memcpy(nsv + nl + 1, name, ml + 1);
+  w->meta.key = b;
+  w->meta.ns = nsv;
+  w->meta.name = nsv + nl + 1;
+  w->meta.uid = str_item(md, "uid") ? co_strdup(str_item(md, "uid")) : NULL;
+  const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
+  w->meta.generation = cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0;
+  if (kind != KIND_POD)
+    return co_type_deployments.decode(obj, &w->meta);
+  /* The pod's spec where a workload has its template's: one decoder for both. */
+  cJSON *wrap = cJSON_CreateObject();
+  if (md != NULL)
+    cJSON_AddItemReferenceToObject(wrap, "metadata", md);
+  cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+  if (spec != NULL)
+    cJSON_AddItemReferenceToObject(
+        cJSON_AddObjectToObject(cJSON_AddObjectToObject(wrap, "spec"), "template"), "spec", spec);
+  int rc = co_type_deployments.decode(wrap, &w->meta);
+  cJSON_Delete(wrap);
+  return rc;
+}
+
+static void project_release(co_workload_t *w) {
+  co_type_deployments.release(&w->meta);
+  co_free(w->meta.key);
+  co_free(w->meta.uid);
+}
+
+static char *base64(const char *s, size_t n) {
+  char *out = co_malloc(4 * ((n + 2) / 3) + 1);
+  EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+  return out;
+}
+
+static void warn(cJSON *resp, const char *msg) {
+  cJSON *w = cJSON_GetObjectItemCaseSensitive(resp, "warnings");
+  if (w == NULL)
+    w = cJSON_AddArrayToObject(resp, "warnings");
+  char buf[320];
+  snprintf(buf, sizeof(buf), WARN_PREFIX "%s", msg);
+  cJSON_AddItemToArray(w, cJSON_CreateString(buf));
+}
+
+static void deny(cJSON *resp, const char *msg) {
+  cJSON_ReplaceItemInObjectCaseSensitive(resp, "allowed", cJSON_CreateFalse());
+  cJSON *st = cJSON_AddObjectToObject(resp, "status");
+  cJSON_AddStringToObject(st, "status", "Failure");
+  cJSON_AddNumberToObject(st, "code", 403);
+  cJSON_AddStringToObject(st, "reason", "Forbidden");
+  cJSON_AddStringToObject(st, "message", msg);
+}
+
+/* Pods: only SET mutates; an opted-in pod left without an allowed sandbox class is denied
+ * (fail closed) or admitted with a warning. */
+static void pod_outcome(co_admission_t *a, cJSON *resp, cJSON *ops, const co_workload_t *w,
+                        const co_decision_t *d) {
+  switch (d->action) {
+  case CO_ACTION_SET:
+    patch_op(ops, "add", "/spec/runtimeClassName", cJSON_CreateString(d->class));
+    return;
+  case CO_ACTION_DENIED:
+  case CO_ACTION_FOREIGN:
+  case CO_ACTION_CONFLICT:
+    break;
+  default:
+    return;
+  }
+  if (co_decide_class_allowed(a->policy, w->runtime_class))
+    return; /* sandboxed already, whatever else it asks for */
+  char msg[512];
+  snprintf(msg, sizeof(msg), "pod is opted in to a sandbox but would run without one (%s): %s",
+           d->reason, d->message);
+  if (a->fail_closed) {
+    char full[560];
+    snprintf(full, sizeof(full), WARN_PREFIX "%s", msg);
+    deny(resp, full);
+    a->stats.denied++;
+  } else {
+    warn(resp, msg);
+  }
+}
+
+int co_admission_review(co_admission_t *a, const char *body, size_t len, char **out,
+                        size_t *out_len, char *err, size_t errlen) {
+  *out = NULL;
+  *out_len = 0;
+  if (errlen > 0)
+    err[0] = '\0';
+  if (len > CO_ADMISSION_MAX_BODY) {
+    a->stats.malformed++;
+    errf(err, errlen, "AdmissionReview of %zu bytes exceeds the limit of %u bytes", len,
+         CO_ADMISSION_MAX_BODY);
+    return CO_ETOOBIG;
+  }
+  cJSON *root = body != NULL ? cJSON_ParseWithLength(body, len) : NULL;
+  if (root == NULL) {
+    a->stats.malformed++;
+    errf(err, errlen, "request body is not JSON");
+    return CO_EPARSE;
+  }
+  int rc = CO_EINVAL;
+  cJSON *req = cJSON_GetObjectItemCaseSensitive(root, "request");
+  const char *uid = str_item(req, "uid");
+  const char *op = str_item(req, "operation");
+  if (!cJSON_IsObject(root) || !str_is(str_item(root, "apiVersion"), "admission.k8s.io/v1") ||
+      !str_is(str_item(root, "kind"), "AdmissionReview")) {
+    errf(err, errlen, "not an admission.k8s.io/v1 AdmissionReview");
+    goto fail;
+  }
+  if (!cJSON_IsObject(req) || uid == NULL || uid[0] == '\0' || strlen(uid) > UID_MAX ||
+      op == NULL) {
+    errf(err, errlen, "AdmissionReview without a request, its uid or its operation");
+    goto fail;
+  }
+
+  cJSON *review = cJSON_CreateObject();
+  cJSON_AddStringToObject(review, "apiVersion", "admission.k8s.io/v1");
+  cJSON_AddStringToObject(review, "kind", "AdmissionReview");
+  cJSON *resp = cJSON_AddObjectToObject(review, "response");
+  cJSON_AddStringToObject(resp, "uid", uid);
+  cJSON_AddTrueToObject(resp, "allowed");
+
+  kind_t kind = kind_of(req);
+  const char *sub = str_item(req, "subResource");
+  int create = strcmp(op, "CREATE") == 0, update = strcmp(op, "UPDATE") == 0;
+  int handled = kind != KIND_OTHER && (sub == NULL || sub[0] == '\0') &&
+                (create || (update && kind != KIND_POD));
+  if (handled) {
+    cJSON *obj = cJSON_GetObjectItemCaseSensitive(req, "object");
+    const char *ns = str_item(req, "namespace");
+    if (ns == NULL || ns[0] == '\0')
+      ns = str_item(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "namespace");
+    if (!cJSON_IsObject(obj) || ns == NULL) {
+      errf(err, errlen, "AdmissionReview request without its object or namespace");
+      cJSON_Delete(review);
+      goto fail;
+    }
+    co_workload_t w;
+    memset(&w, 0, sizeof(w));
+    int prc = project(obj, kind, ns, &w);
+    co_decision_t d;
+    if (prc == 0)
+      prc = a->decide(a->decide_ud,
+                      kind == KIND_DEPLOYMENT    ? 'd'
+                      : kind == KIND_STATEFULSET ? 's'
+                                                 : 'p',
+                      &w, &d);
+    if (prc != 0) {
+      errf(err, errlen, "the object in the AdmissionReview cannot be decoded: %s",
+           co_strerror(prc));
+      project_release(&w);
+      cJSON_Delete(review);
+      goto fail;
+    }
+    cJSON *ops = cJSON_CreateArray();
+    if (kind == KIND_POD) {
+      pod_outcome(a, resp, ops, &w, &d);
+    } else {
+      workload_patch(ops, obj, &w, &d);
+      if (d.action == CO_ACTION_DENIED || d.action == CO_ACTION_CONFLICT ||
+          d.action == CO_ACTION_FOREIGN)
+        warn(resp, d.message);
+    }
+    project_release(&w);
+    if (cJSON_GetArraySize(ops) > 0) {
+      char *patch = cJSON_PrintUnformatted(ops);
+      size_t pl = strlen(patch);
+      if (pl <= PATCH_MAX) {
+        char *b64 = base64(patch, pl);
+        cJSON_AddStringToObject(resp, "patchType", "JSONPatch");
+        cJSON_AddStringToObject(resp, "patch", b64);
+        co_free(b64);
+        a->stats.mutated++;
+      }
+      cJSON_free(patch);
+    }
+    cJSON_Delete(ops);
+  }
+  char *s = cJSON_PrintUnformatted(review);
+  cJSON_Delete(review);
+  cJSON_Delete(root);
+  *out_len = strlen(s);
+  *out = co_strndup(s, *out_len);
+  cJSON_free(s);
+  a->stats.reviews++;
+  return 0;
+
+fail:
+  a->stats.malformed++;
+  cJSON_Delete(root);
+  return rc;
+}
