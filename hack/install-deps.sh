@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev uthash-dev
+  libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev uthash-dev libh2o-dev
   clang clang-format libclang-rt-14-dev
   openssl curl ca-certificates jq bc procps psmisc iproute2 python3 containerd
   umoci  # hack/build-image.sh: the container image without a container engine
