@@ -3,8 +3,10 @@
 # its digest), its layers unpack into a root with the binary, its libraries and CA certificates
 # and no shell, where `confidential-operator version` runs under chroot as the image's user and
 # `status` reaches the local API server over TLS; the config runs as 65532 with the binary as
-# entrypoint; the build is reproducible and the image name configurable. Building reuses the
-# Release build directory ($CO_IMAGE_BUILD_DIR, default build/).
+# entrypoint; `ctr images import` (what `k3s ctr images import` runs) names it as the bundle
+# does and a private containerd runs it with runc; the build is reproducible and the image name
+# configurable. Building reuses the Release build directory ($CO_IMAGE_BUILD_DIR, default
+# build/). Needs root (chroot, containerd) or password-less sudo.
 
 IMG_DIR=""
 IMG_BUILD_DIR=${CO_IMAGE_BUILD_DIR:-$PWD/build}
@@ -177,4 +179,119 @@ test_image_reproducible_and_named() {
   check "a bare name is qualified as containerd stores it" bash -c \
     "source hack/lib/image-lib.sh && [ \"\$(co_image_normalize co:1)\" = docker.io/library/co:1 ]"
   rm -rf "$d"
+}
+
+# ---- the image in a real containerd, imported the way `k3s ctr images import` does ------------
+IMG_CTD_DIR=""
+IMG_CTD_PID=""
+
+# img_ctr ARGS...: ctr against the private containerd, in k3s's CRI namespace (at most 60 s).
+img_ctr() { img_root timeout 60 ctr -a "$IMG_CTD_DIR/containerd.sock" -n k8s.io "$@"; }
+
+img_quiet() { "$@" >/dev/null; }
+
+# img_ctd_has_image REF: containerd lists an image of exactly that name.
+img_ctd_has_image() {
+  local names
+  names=$(img_ctr images ls -q) || return 1
+  grep -qxF "$1" <<<"$names" || { log "  images: $names"; return 1; }
+}
+
+# img_ctd_user_is CONTAINER UID GID: the OCI spec containerd made from the image config.
+img_ctd_user_is() {
+  local info
+  info=$(img_ctr containers info "$1") || return 1
+  jq -e --argjson u "$2" --argjson g "$3" \
+    '.Spec.process.user.uid == $u and .Spec.process.user.gid == $g' <<<"$info" >/dev/null
+}
+
+# img_ctd_start: a containerd of its own (no CRI plugin) under $E2E_DIR/ctd.
+img_ctd_start() {
+  IMG_CTD_DIR=$E2E_DIR/ctd
+  img_ctd_kill_stale
+  img_root rm -rf "$IMG_CTD_DIR"; mkdir -p "$IMG_CTD_DIR"
+  cat >"$IMG_CTD_DIR/config.toml" <<TOML
+version = 2
+root = "$IMG_CTD_DIR/root"
+state = "$IMG_CTD_DIR/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$IMG_CTD_DIR/containerd.sock"
+[ttrpc]
+  address = "$IMG_CTD_DIR/containerd.sock.ttrpc"
+TOML
+  # Started directly (not through a function), so that $! is containerd (or sudo) itself.
+  if [ "$(id -u)" -eq 0 ]; then
+    containerd --config "$IMG_CTD_DIR/config.toml" >"$IMG_CTD_DIR/containerd.log" 2>&1 &
+  else
+    sudo -n containerd --config "$IMG_CTD_DIR/config.toml" >"$IMG_CTD_DIR/containerd.log" 2>&1 &
+  fi
+  IMG_CTD_PID=$!
+  echo "$IMG_CTD_PID" >"$IMG_CTD_DIR/pid"
+  local i
+  for i in $(seq 1 100); do
+    img_ctr version >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  sed 's/^/#     /' "$IMG_CTD_DIR/containerd.log" | tail -20 >&2
+  return 1
+}
+
+# img_ctd_kill_stale: the containerd of an interrupted run, found by its PID file and command line.
+img_ctd_kill_stale() {
+  local pid
+  pid=$(cat "$IMG_CTD_DIR/pid" 2>/dev/null) || return 0
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $IMG_CTD_DIR/config.toml"; then
+    img_root kill -TERM "$pid" 2>/dev/null || true
+    sleep 1
+  fi
+}
+
+img_ctd_stop() {
+  [ -n "$IMG_CTD_PID" ] || return 0
+  img_ctr containers delete co-e2e-default co-e2e-status >/dev/null 2>&1 || true
+  img_root kill -TERM "$IMG_CTD_PID" 2>/dev/null || true
+  wait "$IMG_CTD_PID" 2>/dev/null || true
+  IMG_CTD_PID=""
+  rm -f "$IMG_CTD_DIR/pid"
+  img_root rm -rf "$IMG_CTD_DIR/root" "$IMG_CTD_DIR/state"
+}
+
+test_image_in_containerd() {
+  local archive=$E2E_DIR/image/confidential-operator.oci.tar version ref out rc
+  version=$(source hack/lib/image-lib.sh && co_project_version)
+  ref=ghcr.io/cypherpunk/confidential-operator:$version
+  if [ ! -s "$archive" ]; then
+    mkdir -p "$E2E_DIR/image"
+    check "hack/build-image.sh builds the archive" img_build "$archive"
+    [ "$E2E_CURRENT_FAILED" -eq 0 ] || return
+  fi
+  check "containerd starts" img_ctd_start
+  [ "$E2E_CURRENT_FAILED" -eq 0 ] || { img_ctd_stop; return; }
+
+  check "ctr images import takes the archive" img_quiet img_ctr images import "$archive"
+  check "imported under the bundle's name $ref" img_ctd_has_image "$ref"
+
+  # Entrypoint and Cmd as the runtime applies them: the controller starts as the image's user
+  # and, without a kubeconfig, looks for one in that user's home from /etc/passwd.
+  rc=0
+  out=$(img_ctr run --read-only "$ref" co-e2e-default 2>&1) || rc=$?
+  log "  default command: exit $rc: $(tail -1 <<<"$out")"
+  check "the default command is the controller" grep -q 'cannot load the API server configuration' <<<"$out"
+  check "it runs as nonroot (HOME /home/nonroot)" grep -q '/home/nonroot/.kube/config' <<<"$out"
+  check "user 65532:65532 in the container spec" img_ctd_user_is co-e2e-default 65532 65532
+
+  # A read-only root, the host's network: status lists the local control plane's nodes.
+  if [ -n "${KUBECONFIG:-}" ]; then
+    mkdir -p "$E2E_DIR/ctd/kube"
+    kc config view --flatten --minify >"$E2E_DIR/ctd/kube/config"
+    chmod 0644 "$E2E_DIR/ctd/kube/config"
+    rc=0
+    out=$(img_ctr run --read-only --net-host --mount "type=bind,src=$E2E_DIR/ctd/kube,dst=/kube,options=rbind:ro" \
+      "$ref" co-e2e-status /confidential-operator status --kubeconfig=/kube/config 2>&1) || rc=$?
+    grep -q '^kwok-node-0 ' <<<"$out" || sed 's/^/#     /' <<<"$out" >&2
+    check "'status' in the container exits 0" test "$rc" -eq 0
+    check "'status' in the container lists the nodes" grep -q '^kwok-node-0 ' <<<"$out"
+  fi
+  img_ctd_stop
 }
