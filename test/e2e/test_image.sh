@@ -228,8 +228,8 @@ TOML
   fi
   IMG_CTD_PID=$!
   echo "$IMG_CTD_PID" >"$IMG_CTD_DIR/pid"
-  local i
-  for i in $(seq 1 100); do
+  local _
+  for _ in $(seq 1 100); do
     img_ctr version >/dev/null 2>&1 && return 0
     sleep 0.1
   done
