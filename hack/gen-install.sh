@@ -49,8 +49,8 @@ EOF
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 generate > "$tmp"
-if [ "$(grep -c "^ *image: $IMAGE\$" "$tmp")" -ne 1 ] || grep -q 'CO_IMAGE}' "$tmp"; then
-  echo "gen-install: expected exactly one 'image: \${CO_IMAGE}' in the parts" >&2
+if ! grep -qF "image: $IMAGE" "$tmp" || grep -q 'CO_IMAGE}' "$tmp"; then
+  echo "gen-install: expected 'image: \${CO_IMAGE}' in the parts, and nowhere else" >&2
   exit 1
 fi
 

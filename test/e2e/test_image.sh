@@ -45,6 +45,15 @@ img_blobs_valid() {
     done
 }
 
+# img_bundle_runs REF: every image reference of manifests/install.yaml that comes from CO_IMAGE
+# (the lines a bundle generated for another image differs in) is REF.
+img_bundle_runs() {
+  local images
+  images=$(diff <(CO_IMAGE=example.invalid/sentinel:0 hack/gen-install.sh --stdout) \
+    manifests/install.yaml | sed -nE 's/^> *image: *"?([^" ]+)"? *$/\1/p' | sort -u)
+  [ "$images" = "$1" ] || { log "  bundle images from CO_IMAGE: '$images' (want $1)"; return 1; }
+}
+
 # img_config_is JQ_EXPR: the image config satisfies the jq expression.
 img_config_is() {
   jq -e "$1" "$IMG_DIR/config.json" >/dev/null || { log "  config fails: $1"; return 1; }
@@ -106,6 +115,8 @@ test_image_build_and_run() {
        "ghcr.io/cypherpunk/confidential-operator:\($v)"
      and .[0].annotations["org.opencontainers.image.ref.name"] == $v' \
     "$IMG_DIR/layout/index.json"
+  check "the committed bundle runs the image built by default" img_bundle_runs \
+    "$(jq -r '.manifests[0].annotations["io.containerd.image.name"]' "$IMG_DIR/layout/index.json")"
   cp "$(img_blob "$(jq -r '.manifests[0].digest' "$IMG_DIR/layout/index.json")")" \
     "$IMG_DIR/manifest.json"
   cp "$(img_blob "$(jq -r '.config.digest' "$IMG_DIR/manifest.json")")" "$IMG_DIR/config.json"
