@@ -54,9 +54,9 @@
 #define CO_AGENT_DETECTING "Detecting"
 #define CO_AGENT_RESTART_REQUESTED "RestartRequested" /* waiting for restart-grant */
 #define CO_AGENT_RESTARTING "Restarting"
-#define CO_AGENT_PREPARED "Prepared"   /* condition status True */
-#define CO_AGENT_REFUSED "Refused"     /* template not understood: nothing written */
-#define CO_AGENT_FAILED "Failed"       /* a host write or the restart failed */
+#define CO_AGENT_PREPARED "Prepared" /* condition status True */
+#define CO_AGENT_REFUSED "Refused"   /* template not understood: nothing written */
+#define CO_AGENT_FAILED "Failed"     /* a host write or the restart failed */
 #define CO_AGENT_REMOVING "Removing"
 #define CO_AGENT_REMOVED "Removed"
 
