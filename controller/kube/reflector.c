@@ -5,6 +5,7 @@
 
 #include "co/alloc.h"
 #include "co/error.h"
+#include "co/jsonarena.h"
 #include "co/log.h"
 
 /* Longest watch line accepted: the API server's own request limit is 3 MiB per object,
@@ -81,14 +82,16 @@ static void on_list_done(co_req_t *req) {
   }
   int err = req->err;
   cJSON *root = NULL;
+  co_json_arena_t arena;
+  co_json_arena_init(&arena);
   if (err == 0) {
-    root = cJSON_ParseWithLength(req->body.data, req->body.len);
+    root = co_json_arena_parse(&arena, req->body.data, req->body.len);
     if (root == NULL || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "items")))
       err = CO_EPARSE;
   }
   co_buf_free(&req->body); /* a page can be large: do not keep it until the next one */
   if (err != 0) {
-    cJSON_Delete(root);
+    co_json_arena_release(&arena);
     if (err == CO_EGONE && r->cont != NULL) {
       /* The continue token expired: start the list over. */
       r->stats.expired++;
@@ -123,13 +126,13 @@ static void on_list_done(co_req_t *req) {
   r->cont = NULL;
   if (cJSON_IsString(cont) && cont->valuestring[0] != '\0') {
     r->cont = co_strdup(cont->valuestring);
-    cJSON_Delete(root);
+    co_json_arena_release(&arena);
     list_page(r);
     return;
   }
   if (cJSON_IsString(rv))
     set_rv(r, rv->valuestring);
-  cJSON_Delete(root);
+  co_json_arena_release(&arena);
   r->stats.lists++;
   if (r->ops.list_end != NULL)
     r->ops.list_end(r);
