@@ -6,6 +6,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "co/alloc.h"
 #include "co/client.h"
 #include "co/error.h"
 #include "co/kubeconfig.h"
@@ -213,7 +214,8 @@ static void on_synced(co_informer_t *inf) {
          CO_I("statefulsets", app->informers[INF_STATEFULSETS].count),
          CO_I("nodes", app->informers[INF_NODES].count),
          CO_I("confidentialworkloads", app->informers[INF_CWLS].count),
-         CO_I("ms", uv_now(&app->loop) - app->started_ms));
+         CO_I("ms", uv_now(&app->loop) - app->started_ms), CO_I("heap_bytes", co_mem_in_use()));
+  co_mem_trim();
   maybe_start(app);
 }
 

@@ -2,6 +2,7 @@
 #include "co/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <malloc.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,21 @@ char *co_strndup(const char *s, size_t n) {
 }
 
 void co_free(void *p) { free(p); }
+
+void co_mem_trim(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+size_t co_mem_in_use(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+#else
+  return 0;
+#endif
+}
 
 /* libcurl wants a strdup hook of its own signature. */
 static char *curl_strdup_hook(const char *s) { return co_strdup(s); }

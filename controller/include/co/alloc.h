@@ -18,6 +18,13 @@ char *co_strdup(const char *s);
 char *co_strndup(const char *s, size_t n);
 void co_free(void *p);
 
+/* Gives the heap's free pages back to the kernel (glibc keeps them otherwise). For the ends of
+ * bursts that free much at once: a full list, a drained work queue. Costs a walk of the heap. */
+void co_mem_trim(void);
+
+/* Bytes of heap in use (allocated and not freed), or 0 where the C library cannot say. */
+size_t co_mem_in_use(void);
+
 /* Routes cJSON, libuv and libcurl allocations through the wrappers above. Call once,
  * before any of those libraries allocate (libuv requires it before its first use). */
 int co_alloc_install_hooks(void);

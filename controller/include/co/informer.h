@@ -19,11 +19,13 @@
 
 /* Common header of every cached projection; a projection struct starts with it. */
 typedef struct co_obj_s {
-  char *key;        /* owned: "ns/name" or "name"; the same block holds ns and name */
-  const char *ns;   /* view into key's block, "" if cluster-scoped */
-  const char *name; /* view into key's block */
-  char *uid;        /* owned */
-  char *rv;         /* owned: resourceVersion */
+  /* The strings live in the object's own allocation, after the projection; they are valid
+   * as long as the object. */
+  const char *key; /* "ns/name" or "name" */
+  const char *ns;  /* "" if cluster-scoped */
+  const char *name;
+  const char *uid; /* NULL if absent */
+  const char *rv;  /* resourceVersion of the last change the projection saw; NULL if absent */
   int64_t generation;
   int deleting;  /* metadata.deletionTimestamp is set */
   uint32_t mark; /* relist sweep */
