@@ -127,8 +127,9 @@ static void workload_patch(cJSON *ops, const cJSON *obj, const co_workload_t *w,
   patch_remove_annotation(ops, CO_ANN_ORIGINAL);
 }
 
-/* Builds the projection of obj (a Pod is seen as its own template) and its header. */
-static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w) {
+/* Builds the projection of obj (a Pod is seen as its own template) and its header, whose
+ * strings go to *block (owned by the caller; project_release frees it). */
+static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w, char **block) {
   cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
   const char *name = str_item(md, "name");
   if (name == NULL)
@@ -138,18 +139,23 @@ static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w) {
   size_t nl = strnlen(ns, NAME_MAX_LEN + 1), ml = strnlen(name, NAME_MAX_LEN + 1);
   if (nl > NAME_MAX_LEN || ml > NAME_MAX_LEN)
     return CO_EINVAL;
-  /* One block, as the informer keeps it: "ns/name", then "ns" and "name". */
-  char *b = co_malloc(nl + 1 + ml + 1 + nl + 1 + ml + 1);
+  const char *uid = str_item(md, "uid");
+  size_t ul = uid != NULL ? strnlen(uid, NAME_MAX_LEN + 1) : 0;
+  if (ul > NAME_MAX_LEN)
+    return CO_EINVAL;
+  /* One block, as the informer keeps it: "ns/name", then "ns", "name" and the uid. */
+  char *b = co_malloc(nl + 1 + ml + 1 + nl + 1 + ml + 1 + ul + 1);
   memcpy(b, ns, nl);
   b[nl] = '/';
   memcpy(b + nl + 1, name, ml + 1);
   char *nsv = b + nl + 1 + ml + 1;
   memcpy(nsv, ns, nl + 1);
   memcpy(nsv + nl + 1, name, ml + 1);
+  *block = b;
   w->meta.key = b;
   w->meta.ns = nsv;
   w->meta.name = nsv + nl + 1;
-  w->meta.uid = str_item(md, "uid") ? co_strdup(str_item(md, "uid")) : NULL;
+  w->meta.uid = uid != NULL ? memcpy(nsv + nl + 1 + ml + 1, uid, ul + 1) : NULL;
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
   w->meta.generation = cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0;
   if (kind != KIND_POD)
@@ -167,10 +173,9 @@ static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w) {
   return rc;
 }
 
-static void project_release(co_workload_t *w) {
+static void project_release(co_workload_t *w, char *block) {
   co_type_deployments.release(&w->meta);
-  co_free(w->meta.key);
-  co_free(w->meta.uid);
+  co_free(block);
 }
 
 static char *base64(const char *s, size_t n) {
@@ -284,7 +289,8 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
     }
     co_workload_t w;
     memset(&w, 0, sizeof(w));
-    int prc = project(obj, kind, ns, &w);
+    char *block = NULL;
+    int prc = project(obj, kind, ns, &w, &block);
     co_decision_t d;
     if (prc == 0)
       prc = a->decide(a->decide_ud,
@@ -295,7 +301,7 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
     if (prc != 0) {
       errf(err, errlen, "the object in the AdmissionReview cannot be decoded: %s",
            co_strerror(prc));
-      project_release(&w);
+      project_release(&w, block);
       cJSON_Delete(review);
       goto fail;
     }
@@ -308,7 +314,7 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
           d.action == CO_ACTION_FOREIGN)
         warn(resp, d.message);
     }
-    project_release(&w);
+    project_release(&w, block);
     if (cJSON_GetArraySize(ops) > 0) {
       char *patch = cJSON_PrintUnformatted(ops);
       size_t pl = strlen(patch);
