@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The README's configuration reference lists every flag of every subcommand: each flag that
 # `confidential-operator <command> --help` prints has a row "| `--flag`" under the command's
-# "### `command`" heading of the section "## Configuration reference". Needs no cluster.
+# "### `command`" heading of the section "## Configuration reference", and no row names a flag
+# the command does not have. Needs no cluster.
 
 # docs_section COMMAND: the README's configuration reference subsection of COMMAND.
 docs_section() {
@@ -29,10 +30,18 @@ docs_flags_documented() {
   [ "$rc" -eq 0 ] || { log "  $cmd --help exited $rc"; return 1; }
   sec=$(docs_section "$cmd")
   [ -n "$sec" ] || { log "  no '### \`$cmd\`' in the configuration reference"; return 1; }
-  for flag in $(sed -nE 's/^  --([a-z0-9-]+) .*/\1/p' <<<"$help"); do
+  local flags stale=""
+  flags=$(sed -nE 's/^  --([a-z0-9-]+) .*/\1/p' <<<"$help")
+  for flag in $flags; do
     grep -qE "^\| \`--$flag\`" <<<"$sec" || missing="$missing --$flag"
   done
-  [ -z "$missing" ] || { log "  $cmd: flags without a row:$missing"; return 1; }
+  # And no row for a flag the command does not have.
+  for flag in $(sed -nE 's/^\| `--([a-z0-9-]+)`.*/\1/p' <<<"$sec"); do
+    grep -qxF -- "$flag" <<<"$flags" || stale="$stale --$flag"
+  done
+  [ -z "$missing" ] || log "  $cmd: flags without a row:$missing"
+  [ -z "$stale" ] || log "  $cmd: rows for flags it does not have:$stale"
+  [ -z "$missing$stale" ]
 }
 
 test_docs_every_flag_documented() {
@@ -46,6 +55,10 @@ test_docs_every_flag_documented() {
   local copy=$E2E_DIR/README.no-burst.md
   grep -v '^| `--kube-api-burst`' README.md >"$copy"
   check "a flag without a row is noticed" docs_notices_missing "$copy"
+  # And a row for a flag that does not exist.
+  copy=$E2E_DIR/README.bogus.md
+  sed 's/^| `--kube-api-burst` .*/&\n| `--no-such-flag` | 1 | none |/' README.md >"$copy"
+  check "a row for a flag that does not exist is noticed" docs_notices_missing "$copy"
 }
 
 # docs_notices_missing README_COPY: the check fails on a README lacking a row.
