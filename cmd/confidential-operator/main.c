@@ -7,6 +7,7 @@
 #include "co/controller.h"
 #include "co/error.h"
 #include "co/log.h"
+#include "co/metrics.h"
 #include "co/status.h"
 
 #ifndef CO_VERSION
@@ -177,6 +178,8 @@ static int cmd_controller(int argc, char **argv) {
        "seconds between attempts (default 2)"},
       {"leader-elect-identity", FLAG_STR, &o.identity,
        "identity in the Lease (default hostname_pid)"},
+      {"http-bind-address", FLAG_STR, &o.http_bind_address,
+       "host:port or :port of /metrics, /healthz and /readyz; empty disables (default :8080)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };
@@ -190,7 +193,10 @@ static int cmd_controller(int argc, char **argv) {
   }
   co_log_set_level(level);
   co_log_set_format(format);
-  return co_controller_run(&o);
+  co_metrics_init_operator(CO_VERSION, CO_GIT_VERSION);
+  rc = co_controller_run(&o);
+  co_metrics_free_all();
+  return rc;
 }
 
 static int cmd_status(int argc, char **argv) {

@@ -13,6 +13,9 @@
 #include "co/log.h"
 #include "co/objects.h"
 #include "co/lease.h"
+#include "co/metrics.h"
+#include "co/nodeproto.h"
+#include "co/ops.h"
 #include "co/reconcile.h"
 #include "cwl.h"
 
@@ -34,6 +37,8 @@ typedef struct app_s {
   co_informer_t informers[INF_COUNT];
   co_reconciler_t rec;
   co_lease_t lease;
+  co_ops_t ops;
+  int ops_open;
   int leader_elect;
   co_policy_t policy;
   char *lists; /* owned copy of the comma lists, split in place */
@@ -62,6 +67,7 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->lease_duration_s = 15;
   o->renew_deadline_s = 10;
   o->retry_period_s = 2;
+  o->http_bind_address = ":8080";
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -257,11 +263,115 @@ static void on_reconciler_closed(co_reconciler_t *rec) {
     close_informers(app);
 }
 
+/* ---- /metrics, /healthz, /readyz ---- */
+
+static int caches_synced(void *data, char *why, size_t whylen) {
+  app_t *app = data;
+  if (app->synced >= INF_COUNT)
+    return 1;
+  snprintf(why, whylen, "%d of %d caches synced", app->synced, INF_COUNT);
+  return 0;
+}
+
+static void count_phase(void *data, const char *kind, const char *phase) {
+  co_metric_add(data, (const char *const[]){kind, phase}, 1);
+}
+
+/* Gauges computed at scrape time from what the process already holds (no API request). */
+static void collect(void *data) {
+  app_t *app = data;
+  static const char *const resource[] = {"resource", NULL}, *const kp[] = {"kind", "phase", NULL},
+                           *const rc[] = {"runtime_class", NULL};
+  static const char *const phases[] = {"Pending", "Patched",  "RollingOut", "Sandboxed",
+                                       "Failed",  "Conflict", "Denied"};
+  co_metric_t *m = co_metric_register("confidential_operator_workqueue_depth",
+                                      "Keys waiting in the work queue, ready to be reconciled.",
+                                      CO_METRIC_GAUGE, NULL, NULL, 0);
+  co_metric_set(m, NULL, (double)app->rec.queue.queued);
+  m = co_metric_register("confidential_operator_leader",
+                         "1 when this replica writes (holds the Lease, or runs without leader "
+                         "election), else 0.",
+                         CO_METRIC_GAUGE, NULL, NULL, 0);
+  co_metric_set(m, NULL, !app->leader_elect || app->lease.leading ? 1 : 0);
+  co_metric_t *restarts = co_metric_register(
+      "confidential_operator_watch_restarts_total",
+      "Watches started again after the first, per resource (server timeouts, errors, relists).",
+      CO_METRIC_COUNTER, resource, NULL, 0);
+  co_metric_t *relists = co_metric_register(
+      "confidential_operator_relists_total",
+      "Full lists after the first, per resource (expired resource version, failed watch).",
+      CO_METRIC_COUNTER, resource, NULL, 0);
+  for (int i = 0; i < INF_COUNT; i++) {
+    const co_reflector_stats_t *st = &app->informers[i].reflector.stats;
+    const char *const v[] = {type_name(&app->informers[i])};
+    co_metric_set(restarts, v, st->watches > 0 ? (double)(st->watches - 1) : 0);
+    co_metric_set(relists, v, (double)st->relists);
+  }
+  m = co_metric_register("confidential_operator_workloads",
+                         "Opted-in Deployments and StatefulSets by kind and phase (as in the "
+                         "ConfidentialWorkload status).",
+                         CO_METRIC_GAUGE, kp, NULL, 0);
+  co_metric_clear(m);
+  for (size_t k = 0; k < 2; k++)
+    for (size_t p = 0; p < sizeof(phases) / sizeof(phases[0]); p++)
+      co_metric_set(m, (const char *const[]){k == 0 ? "Deployment" : "StatefulSet", phases[p]}, 0);
+  if (app->synced >= INF_COUNT)
+    co_reconciler_count_phases(&app->rec, count_phase, m);
+  m = co_metric_register("confidential_operator_nodes_ready",
+                         "Nodes labelled " CO_NODE_RUNTIME_LABEL_PREFIX "<class>=ready, per class.",
+                         CO_METRIC_GAUGE, rc, NULL, 0);
+  co_metric_clear(m);
+  for (size_t i = 0; i < app->policy.n_allowed; i++)
+    co_metric_set(m, (const char *const[]){app->policy.allowed[i]}, 0);
+  size_t pl = strlen(CO_NODE_RUNTIME_LABEL_PREFIX);
+  for (const co_obj_t *o = co_informer_first(&app->informers[INF_NODES]); o != NULL;
+       o = co_informer_next(o)) {
+    const co_kv_t *labels = &((const co_node_t *)o)->labels;
+    const char *p = labels->data;
+    for (uint32_t i = 0; i < labels->count; i++, p += strlen(p) + 1) {
+      const char *eq = strchr(p, '=');
+      if (eq == NULL || strncmp(p, CO_NODE_RUNTIME_LABEL_PREFIX, pl) != 0 ||
+          strcmp(eq + 1, "ready") != 0)
+        continue;
+      char class[128];
+      snprintf(class, sizeof(class), "%.*s", (int)(eq - p - (ptrdiff_t)pl), p + pl);
+      co_metric_add(m, (const char *const[]){class}, 1);
+    }
+  }
+}
+
+static int start_ops(app_t *app, const char *address) {
+  if (address == NULL || address[0] == '\0')
+    return 0;
+  int rc = co_ops_init(&app->loop, &app->ops);
+  if (rc != 0)
+    return rc;
+  app->ops_open = 1;
+  app->ops.data = app;
+  co_ops_add_ready_check(&app->ops, "informers-synced", caches_synced, app);
+  co_metrics_add_collector(collect, app);
+  rc = co_ops_listen(&app->ops, address);
+  if (rc == 0)
+    co_log(CO_LOG_INFO, "serving /metrics, /healthz, /readyz", CO_S("address", address),
+           CO_I("port", co_http_server_port(&app->ops.http, 0)));
+  return rc;
+}
+
+/* First thing on shutdown: the collector reads the informers and the reconciler. */
+static void stop_ops(app_t *app) {
+  if (!app->ops_open)
+    return;
+  app->ops_open = 0;
+  co_metrics_remove_collector(collect, app);
+  co_ops_close(&app->ops, NULL);
+}
+
 static void stop(app_t *app) {
   if (app->stopping)
     return;
   app->stopping = 1;
   co_log(CO_LOG_INFO, "shutting down");
+  stop_ops(app);
   co_reconciler_close(&app->rec, on_reconciler_closed);
 }
 
@@ -292,6 +402,18 @@ int co_controller_run(const co_controller_opts_t *opts) {
   }
   uv_loop_init(&app->loop);
   app->started_ms = uv_now(&app->loop);
+  rc = start_ops(app, opts->http_bind_address);
+  if (rc != 0) {
+    co_log(CO_LOG_ERROR, "cannot serve --http-bind-address",
+           CO_S("address", opts->http_bind_address), CO_E(rc));
+    stop_ops(app);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    co_kubeconfig_free(&cfg);
+    uv_loop_close(&app->loop);
+    free(app->lists);
+    free(app);
+    return 2;
+  }
   co_client_opts_t copts;
   co_client_opts_default(&copts);
   copts.qps = opts->qps;
@@ -301,6 +423,8 @@ int co_controller_run(const co_controller_opts_t *opts) {
   if (rc != 0) {
     co_log(CO_LOG_ERROR, "cannot create the API client", CO_S("detail", err), CO_E(rc));
     co_kubeconfig_free(&cfg);
+    stop_ops(app);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
     uv_loop_close(&app->loop);
     free(app->lists);
     free(app);

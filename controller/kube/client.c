@@ -16,6 +16,7 @@
 #include "co/alloc.h"
 #include "co/error.h"
 #include "co/log.h"
+#include "co/metrics.h"
 
 enum { RS_WAITING = 1, RS_ACTIVE, RS_AWAIT_TOKEN, RS_FAILED, RS_DONE };
 
@@ -373,6 +374,7 @@ static void finish_transfer(co_client_t *c, struct co__req_state *rs, CURLcode r
   rs->connect_to = NULL;
   req->http_status = code;
   c->stats.by_class[code >= 100 && code < 600 ? code / 100 : 0]++;
+  co_metrics_api_request(verb_names[req->verb], code);
 
   int err;
   if (rs->canceled) {

@@ -40,7 +40,8 @@ enum {
   ITEM_DIRTY = 1u << 0,
   ITEM_QUEUED = 1u << 1,
   ITEM_PROCESSING = 1u << 2,
-  ITEM_KNOWN = 1u << 3 /* counted in wq->known */
+  ITEM_KNOWN = 1u << 3, /* counted in wq->known */
+  ITEM_FAILED = 1u << 4 /* co_wq_add_rate_limited while processing */
 };
 
 enum { WQ_STARTED = 1u << 0, WQ_CLOSING = 1u << 1 };
@@ -55,6 +56,7 @@ struct co_wq_item_s {
   size_t heap_idx;           /* NOT_DELAYED or the index in wq->heap */
   unsigned failures;
   unsigned flags;
+  uint64_t started_ns; /* handed to process_cb */
   UT_hash_handle hh;
 };
 
@@ -147,8 +149,9 @@ static void on_idle(uv_idle_t *handle) {
   size_t budget = wq->queued;
   while (budget-- > 0 && can_dispatch(wq)) {
     item_t *it = ready_pop(wq);
-    it->flags &= ~(unsigned)ITEM_DIRTY;
+    it->flags &= ~(unsigned)(ITEM_DIRTY | ITEM_FAILED);
     it->flags |= ITEM_PROCESSING;
+    it->started_ns = uv_hrtime();
     wq->processing++;
     wq->adds++;
     /* The callback may call co_wq_done (which can free it), co_wq_stop or co_wq_close:
@@ -365,6 +368,8 @@ void co_wq_add_rate_limited(co_wq_t *wq, const char *key) {
   uint64_t per_key = (exp >= 63 || base > (max >> exp)) ? max : base << exp;
   if (it->failures < UINT_MAX)
     it->failures++;
+  if (it->flags & ITEM_PROCESSING)
+    it->flags |= ITEM_FAILED;
   /* Both limiters are always consulted, as client-go's MaxOf: every failure takes a token
    * from the global bucket even when the per-key delay is the longer one. */
   uint64_t global = co_ratelimit_reserve(&wq->bucket, uv_now(wq->loop));
@@ -396,6 +401,8 @@ void co_wq_done(co_wq_t *wq, const char *key) {
     return; /* not handed out: nothing to finish (client-go ignores it too) */
   it->flags &= ~(unsigned)ITEM_PROCESSING;
   wq->processing--;
+  if (wq->on_done != NULL)
+    wq->on_done(wq, it->key, uv_hrtime() - it->started_ns, (it->flags & ITEM_FAILED) != 0);
   /* Added while it was processing: its turn comes now. */
   if (it->flags & ITEM_DIRTY)
     ready_push(wq, it);

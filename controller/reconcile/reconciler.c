@@ -10,6 +10,7 @@
 #include "co/alloc.h"
 #include "co/error.h"
 #include "co/log.h"
+#include "co/metrics.h"
 #include "cwl.h"
 
 /* CRs that may select one workload; more is a misconfiguration reported as a conflict. */
@@ -736,6 +737,25 @@ static void workload_phase(co_reconciler_t *rec, char k, const co_workload_t *w,
   snprintf(ph->message, sizeof(ph->message), "all %d pods run with %s", w->replicas, class);
 }
 
+void co_reconciler_count_phases(co_reconciler_t *rec, co_reconciler_phase_cb cb, void *data) {
+  static const char kinds[] = {'d', 's'};
+  for (size_t i = 0; i < 2; i++) {
+    co_informer_t *inf = workload_informer(rec, kinds[i]);
+    for (const co_obj_t *o = co_informer_first(inf); o != NULL; o = co_informer_next(o)) {
+      const co_workload_t *w = (const co_workload_t *)o;
+      co_decision_t d;
+      if (o->deleting || co_reconciler_decide(rec, kinds[i], w, &d) != 0 ||
+          d.source == CO_SOURCE_NONE)
+        continue;
+      char wkey[KEY_MAX];
+      snprintf(wkey, sizeof(wkey), "%c:%s", kinds[i], o->key);
+      phase_t ph;
+      workload_phase(rec, kinds[i], w, wkey, &d, d.class, &ph);
+      cb(data, kind_name(kinds[i]), ph.phase);
+    }
+  }
+}
+
 static void on_status_written(co_req_t *req) {
   op_t *op = req->data;
   co_reconciler_t *rec = op->rec;
@@ -1069,6 +1089,10 @@ static void reconcile_cr(co_reconciler_t *rec, const char *qkey) {
 
 /* ---- queue, notifications, lifecycle -------------------------------------------------- */
 
+static void on_key_done(co_wq_t *wq, const char *key, uint64_t ns, int failed) {
+  co_metrics_reconcile(failed, (double)ns / 1e9);
+}
+
 static void process(co_wq_t *wq, const char *key) {
   co_reconciler_t *rec = wq->data;
   rec->stats.reconciles++;
@@ -1175,6 +1199,7 @@ int co_reconciler_init(uv_loop_t *loop, co_reconciler_t *rec, co_client_t *clien
     return rc;
   }
   rec->queue.data = rec;
+  rec->queue.on_done = on_key_done;
   return CO_OK;
 }
 

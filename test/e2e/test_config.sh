@@ -5,7 +5,7 @@
 run_ctrl_expect_exit() {
   local code=$1 pattern=$2; shift 2
   local out rc=0
-  out=$(timeout 20 "$CO_BIN" controller "$@" 2>&1) || rc=$?
+  out=$(timeout 20 "$CO_BIN" controller --http-bind-address=127.0.0.1:0 "$@" 2>&1) || rc=$?
   if [ "$rc" -ne "$code" ]; then
     fail "exit $rc (want $code) for: $* :: $out"
     return 1

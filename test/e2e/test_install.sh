@@ -97,6 +97,14 @@ test_install_bundle_applies() {
   check "POD_NAMESPACE from the downward API" \
     inst_pod_field '.containers[0].env[?(@.name=="POD_NAMESPACE")].valueFrom.fieldRef.fieldPath' metadata.namespace
   check "uses the bundle's ServiceAccount" inst_pod_field '.serviceAccountName' "$INST_SA"
+  check "liveness probe on /healthz" \
+    inst_pod_field '.containers[0].livenessProbe.httpGet.path' /healthz
+  check "readiness probe on /readyz" \
+    inst_pod_field '.containers[0].readinessProbe.httpGet.path' /readyz
+  check "metrics container port 8080" \
+    inst_pod_field '.containers[0].ports[?(@.name=="metrics")].containerPort' 8080
+  check "Service with a metrics port" \
+    wait_jp "$INST_NS" svc/confidential-operator '{.spec.ports[?(@.name=="metrics")].port}' 8080 5
 
   # Pod Security admission (enforce=restricted) admitted both pods: the ReplicaSet created them
   # (kwok then marks them Running without running anything).

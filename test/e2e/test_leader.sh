@@ -6,6 +6,7 @@ le_start() {
   LE_LOG="$E2E_DIR/$1.log"
   : > "$LE_LOG"
   "$CO_BIN" controller --log-format=json --log-level=debug --leader-elect=true \
+    --http-bind-address=127.0.0.1:0 \
     --leader-elect-identity="$2" --leader-elect-lease-duration=6 \
     --leader-elect-renew-deadline=4 --leader-elect-retry-period=1 >>"$LE_LOG" 2>&1 &
   LE_PID=$!

@@ -632,10 +632,71 @@ static void test_close_inside_process_cb(void) {
   CO_CHECK_INT(uv_loop_close(&f.loop), ==, 0);
 }
 
+/* on_done sees each processing once, with its duration and whether it asked for a retry. */
+typedef struct {
+  char key[KEY_LEN];
+  uint64_t ns;
+  int failed;
+} done_rec_t;
+
+static done_rec_t done_recs[8];
+static size_t ndone;
+
+static void observe_done(co_wq_t *wq, const char *key, uint64_t ns, int failed) {
+  if (ndone < 8) {
+    snprintf(done_recs[ndone].key, KEY_LEN, "%s", key);
+    done_recs[ndone].ns = ns;
+    done_recs[ndone].failed = failed;
+    ndone++;
+  }
+}
+
+static void observed_on_process(fx_t *f, const char *key, size_t nth) {
+  if (strcmp(key, "slow") == 0) {
+    fx_done_after(f, key, 30);
+  } else if (nth == 0) {
+    co_wq_add_rate_limited(&f->wq, key); /* fails once */
+    fx_done(f, key);
+  } else {
+    co_wq_forget(&f->wq, key);
+    fx_done(f, key);
+  }
+}
+
+static void test_done_observer(void) {
+  co_wq_opts_t o = opts_with(4);
+  o.base_delay_ms = 1;
+  fx_t f;
+  fx_init(&f, &o);
+  ndone = 0;
+  f.wq.on_done = observe_done;
+  f.on_process = observed_on_process;
+  co_wq_add(&f.wq, "slow");
+  co_wq_add(&f.wq, "flaky");
+  co_wq_start(&f.wq);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  co_wq_done(&f.wq, "flaky"); /* not processing: not observed */
+  CO_CHECK_INT(ndone, ==, 3);
+  int flaky_failed = -1, flaky_ok = -1;
+  for (size_t i = 0; i < ndone; i++) {
+    if (strcmp(done_recs[i].key, "slow") == 0) {
+      CO_CHECK_INT(done_recs[i].failed, ==, 0);
+      CO_CHECK_INT(done_recs[i].ns, >=, 25 * 1000000ull);
+    } else if (flaky_failed < 0) {
+      flaky_failed = done_recs[i].failed;
+    } else {
+      flaky_ok = done_recs[i].failed;
+    }
+  }
+  CO_CHECK_INT(flaky_failed, ==, 1);
+  CO_CHECK_INT(flaky_ok, ==, 0);
+  fx_finish(&f);
+}
+
 CO_TEST_MAIN(CO_TEST(test_defaults_and_init_errors), CO_TEST(test_dedup),
              CO_TEST(test_no_concurrent_processing_of_a_key), CO_TEST(test_done_requeues_dirty_key),
              CO_TEST(test_worker_limit), CO_TEST(test_add_after_order),
              CO_TEST(test_add_after_heap_order), CO_TEST(test_rate_limited_backoff_per_key),
              CO_TEST(test_rate_limited_max_of_bucket), CO_TEST(test_add_from_process_cb),
              CO_TEST(test_stop_start), CO_TEST(test_close_frees_everything),
-             CO_TEST(test_close_inside_process_cb))
+             CO_TEST(test_close_inside_process_cb), CO_TEST(test_done_observer))

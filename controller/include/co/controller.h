@@ -20,7 +20,8 @@ typedef struct co_controller_opts_s {
   const char *operator_namespace; /* never touched; holds the leader election Lease */
   int leader_elect;               /* only the Lease holder writes */
   long lease_duration_s, renew_deadline_s, retry_period_s;
-  const char *identity; /* leader election identity (default: hostname_pid) */
+  const char *identity;          /* leader election identity (default: hostname_pid) */
+  const char *http_bind_address; /* /metrics, /healthz, /readyz; "" or NULL: none */
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);

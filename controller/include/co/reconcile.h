@@ -86,6 +86,12 @@ int co_reconciler_revert_holds(const co_workload_t *w, const co_decision_t *d);
 /* Resolves "auto" from the node cache: the strongest class a ready node offers. */
 const char *co_reconciler_resolve_auto(void *rec);
 
+/* Calls cb(data, kind, phase) for every opted-in workload (kind "Deployment" or
+ * "StatefulSet", phase as in the CR status: Pending, Patched, RollingOut, Sandboxed, Failed,
+ * Conflict, Denied), computed from the caches as the CR status is. Strings are static. */
+typedef void (*co_reconciler_phase_cb)(void *data, const char *kind, const char *phase);
+void co_reconciler_count_phases(co_reconciler_t *rec, co_reconciler_phase_cb cb, void *data);
+
 /* Stops the queue, waits for the requests in flight, frees everything; cb fires once. */
 void co_reconciler_close(co_reconciler_t *rec, co_reconciler_close_cb cb);
 

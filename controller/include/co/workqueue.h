@@ -39,9 +39,14 @@ typedef struct co_wq_opts_s {
 
 struct co_wq_item_s;
 
+/* Optional observer of co_wq_done: how long the key was processed, and whether
+ * co_wq_add_rate_limited was called for it meanwhile (a failure, as in client-go). */
+typedef void (*co_wq_done_cb)(co_wq_t *wq, const char *key, uint64_t processing_ns, int failed);
+
 struct co_wq_s {
   /* public */
   void *data;
+  co_wq_done_cb on_done; /* NULL by default; must not call back into the queue */
   /* read-only */
   uv_loop_t *loop;
   size_t queued;     /* keys waiting, ready now */
