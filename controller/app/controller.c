@@ -57,6 +57,8 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   memset(o, 0, sizeof(*o));
   o->qps = 20;
   o->burst = 40;
+  o->event_qps = 5;
+  o->event_burst = 25;
   o->stall_timeout_s = 90;
   o->list_page_size = 500;
   o->runtime_classes = "kata-qemu,kata-clh,kata-qemu-coco-dev,kata-qemu-snp,kata-qemu-tdx,gvisor";
@@ -256,7 +258,8 @@ static void on_reconciler_closed(co_reconciler_t *rec) {
   const co_reconciler_stats_t *s = &rec->stats;
   co_log(CO_LOG_INFO, "reconciler stopped", CO_I("reconciles", s->reconciles),
          CO_I("patches", s->patches), CO_I("restores", s->restores),
-         CO_I("status_writes", s->status_writes), CO_I("errors", s->write_errors));
+         CO_I("status_writes", s->status_writes), CO_I("errors", s->write_errors),
+         CO_I("events", s->events), CO_I("events_dropped", s->events_dropped));
   if (app->leader_elect)
     co_lease_release(&app->lease, on_lease_released); /* the next replica leads at once */
   else
@@ -418,6 +421,8 @@ int co_controller_run(const co_controller_opts_t *opts) {
   co_client_opts_default(&copts);
   copts.qps = opts->qps;
   copts.burst = opts->burst;
+  copts.event_qps = opts->event_qps;
+  copts.event_burst = opts->event_burst;
   copts.stall_timeout_s = opts->stall_timeout_s;
   rc = co_client_init(&app->loop, &app->client, &cfg, &copts, err, sizeof(err));
   if (rc != 0) {

@@ -35,6 +35,7 @@ struct co__req_state {
   int state;
   int canceled;
   int retried_401;
+  int event;                         /* an events.k8s.io request: the events bucket */
   int stream_err;                    /* error raised while receiving; wins over curl's result */
   uint64_t ready_at;                 /* WAITING: when to send */
   struct co__req_state *prev, *next; /* every started request */
@@ -67,6 +68,7 @@ struct co__client_state {
   uv_timer_t token_timer;
   uv_idle_t idle;
   co_ratelimit_t bucket;
+  co_ratelimit_t event_bucket; /* Events never take the tokens of the writes they report */
   co_client_opts_t opts;
   char *user_agent;
   char *field_manager;
@@ -105,6 +107,8 @@ void co_client_opts_default(co_client_opts_t *o) {
   memset(o, 0, sizeof(*o));
   o->qps = 20;
   o->burst = 40;
+  o->event_qps = 5;
+  o->event_burst = 25;
   o->max_retries = 10;
   o->connect_timeout_ms = 10000;
   o->request_timeout_ms = 60000;
@@ -633,7 +637,7 @@ static void on_delay_timer(uv_timer_t *t) {
 static void enqueue(co_client_t *c, struct co__req_state *rs, uint64_t delay_ms) {
   struct co__client_state *s = c->s;
   uint64_t now = uv_now(c->loop);
-  uint64_t wait = co_ratelimit_reserve(&s->bucket, now);
+  uint64_t wait = co_ratelimit_reserve(rs->event ? &s->event_bucket : &s->bucket, now);
   if (wait > 0)
     c->stats.throttled++;
   if (wait < delay_ms)
@@ -963,6 +967,7 @@ int co_client_init(uv_loop_t *loop, co_client_t *c, const co_kubeconfig_t *cfg,
   s->token = co_strdup(cfg->token);
   s->token_file = co_strdup(cfg->token_file);
   co_ratelimit_init(&s->bucket, s->opts.qps, s->opts.burst, uv_now(loop));
+  co_ratelimit_init(&s->event_bucket, s->opts.event_qps, s->opts.event_burst, uv_now(loop));
 
   s->multi = curl_multi_init();
   if (s->multi == NULL) {
@@ -1030,6 +1035,7 @@ int co_req_start(co_req_t *req, co_verb_t verb, const char *path, const char *bo
   struct co__req_state *rs = co_calloc(1, sizeof(*rs));
   rs->req = req;
   rs->cb = cb;
+  rs->event = strncmp(path, "/apis/events.k8s.io/", 20) == 0;
   co_buf_t url;
   co_buf_init(&url, 64 * 1024);
   int rc = co_buf_appendf(&url, "%s%s", s->base_url, path);

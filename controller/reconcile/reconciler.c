@@ -16,6 +16,7 @@
 /* CRs that may select one workload; more is a misconfiguration reported as a conflict. */
 #define MAX_CRS 16
 #define KEY_MAX 1024
+#define EVENTS_PENDING_MAX 64 /* Event POSTs waiting or in flight before new ones are dropped */
 
 /* What the reconciler remembers of one workload (by queue key "d:ns/name"). */
 typedef struct co__rec_write {
@@ -168,6 +169,7 @@ static void on_event_done(co_req_t *req) {
   op_t *op = req->data;
   co_reconciler_t *rec = op->rec;
   rec->in_flight--;
+  rec->events_pending--;
   if (req->err != 0 && req->err != CO_ECANCELED)
     co_log(CO_LOG_WARN, "cannot record event", CO_E(req->err), CO_S("reason", op->reason),
            CO_S("message", req->status_message));
@@ -180,6 +182,15 @@ static void emit_event(co_reconciler_t *rec, const char *type, const char *reaso
                        const char *uid, const char *note) {
   if (rec->closing)
     return;
+  /* Events are best effort: past their own rate (the client's event bucket) they would pile
+   * up without bound during a mass rollout, so beyond a few waiting they are dropped, as
+   * client-go's spam filter does. */
+  if (rec->events_pending >= EVENTS_PENDING_MAX) {
+    rec->stats.events_dropped++;
+    co_log(CO_LOG_DEBUG, "event dropped: too many waiting", CO_S("reason", reason),
+           CO_S("kind", kind), CO_S("namespace", ns), CO_S("name", name));
+    return;
+  }
   char when[48];
   now_rfc3339(when, sizeof(when), 1);
   cJSON *ev = cJSON_CreateObject();
@@ -221,6 +232,7 @@ static void emit_event(co_reconciler_t *rec, const char *type, const char *reaso
   snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", ns);
   if (co_req_start(&op->req, CO_POST, path, body, strlen(body), on_event_done) == 0) {
     rec->in_flight++;
+    rec->events_pending++;
     rec->stats.events++;
     op->next = rec->ops;
     if (op->next)

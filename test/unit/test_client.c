@@ -1204,6 +1204,47 @@ static void test_rate_limit(void) {
   fx_teardown(f);
 }
 
+/* Events have a bucket of their own: a backlog of writes does not delay them, and they do
+ * not take the writes' tokens. */
+static void test_event_bucket(void) {
+  fx_t *f = &fx;
+  co_client_opts_t o;
+  co_client_opts_default(&o);
+  o.qps = 2;
+  o.burst = 1;
+  o.event_qps = 100;
+  o.event_burst = 5;
+  resp_t script[] = {{.repeat = 1, .status = 200, .body = "{}"}};
+  fx_init(f, &o, "tok");
+  fx_script(f, script, N(script));
+  treq_t w[3], e[5];
+  for (int i = 0; i < 3; i++) {
+    treq_init(f, &w[i]);
+    CO_CHECK_INT(start(&w[i], CO_PATCH_MERGE, "/apis/apps/v1/namespaces/a/deployments/x", "{}"), ==,
+                 0);
+  }
+  for (int i = 0; i < 5; i++) {
+    treq_init(f, &e[i]);
+    CO_CHECK_INT(start(&e[i], CO_POST, "/apis/events.k8s.io/v1/namespaces/a/events", "{}"), ==, 0);
+  }
+  RUN_UNTIL(f, f->ndone == 8, 5000);
+  for (int i = 0; i < 5; i++) { /* within the event burst: sent at once */
+    CO_CHECK_INT(e[i].err, ==, 0);
+    CO_CHECK_INT(e[i].done_at - f->t0, <, 400);
+  }
+  /* The writes kept their own pace: one token every 500 ms after the first. */
+  uint64_t last = 0;
+  for (int i = 0; i < 3; i++)
+    last = w[i].done_at > last ? w[i].done_at : last;
+  CO_CHECK_INT(last - f->t0, >=, 1000);
+  CO_CHECK_INT(f->client.stats.throttled, ==, 2);
+  for (int i = 0; i < 3; i++)
+    co_req_cleanup(&w[i].req);
+  for (int i = 0; i < 5; i++)
+    co_req_cleanup(&e[i].req);
+  fx_teardown(f);
+}
+
 /* ---- 10. body limit ----------------------------------------------------------------- */
 
 static void test_body_limit(void) {
@@ -1471,5 +1512,6 @@ CO_TEST_MAIN(CO_TEST(test_get_ok), CO_TEST(test_not_found_status), CO_TEST(test_
              CO_TEST(test_401_token_reload), CO_TEST(test_token_file_only), CO_TEST(test_stream),
              CO_TEST(test_cancel_stream), CO_TEST(test_cancel_waiting),
              CO_TEST(test_close_from_callback), CO_TEST(test_stall), CO_TEST(test_rate_limit),
-             CO_TEST(test_body_limit), CO_TEST(test_verbs), CO_TEST(test_close_in_flight),
-             CO_TEST(test_connect_refused), CO_TEST(test_restart_from_callback))
+             CO_TEST(test_event_bucket), CO_TEST(test_body_limit), CO_TEST(test_verbs),
+             CO_TEST(test_close_in_flight), CO_TEST(test_connect_refused),
+             CO_TEST(test_restart_from_callback))

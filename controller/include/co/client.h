@@ -9,7 +9,8 @@
  * Behaviour shared by every request:
  * - bearer token or client certificate from the kubeconfig; a token file is re-read every
  *   token_reload_ms and after a 401 (the request is then retried once with the new token);
- * - a client-side token bucket (qps/burst) delays requests before they are sent;
+ * - client-side token buckets (qps/burst; one for Events, one for the rest) delay requests
+ *   before they are sent;
  * - 429, and 5xx carrying Retry-After (or any 5xx for GET), are retried after Retry-After or
  *   an exponential backoff, at most max_retries times; streamed requests are never retried;
  * - a transfer that receives no byte for stall_timeout_s is aborted: CO_ESTALLED for a stream,
@@ -49,8 +50,10 @@ typedef int (*co_req_data_cb)(co_req_t *req, const char *data, size_t len);
 typedef void (*co_client_close_cb)(co_client_t *client);
 
 typedef struct co_client_opts_s {
-  double qps;                /* default 20; <= 0 unlimited */
+  double qps;                /* default 20; <= 0 unlimited; every request but Events */
   int burst;                 /* default 40 */
+  double event_qps;          /* default 5: Events (events.k8s.io) have a bucket of their own */
+  int event_burst;           /* default 25 */
   unsigned max_retries;      /* default 10 */
   long connect_timeout_ms;   /* default 10000 */
   long request_timeout_ms;   /* non-streamed requests; default 60000 */

@@ -8,8 +8,10 @@
 typedef struct co_controller_opts_s {
   const char *kubeconfig; /* borrowed; NULL: $KUBECONFIG, in-cluster, then ~/.kube/config */
   const char *context;    /* borrowed; NULL: current-context */
-  double qps;             /* client-side rate limit */
+  double qps;             /* client-side rate limit of every request but Events */
   int burst;
+  double event_qps; /* Events' own rate limit; beyond it they wait, then are dropped */
+  int event_burst;
   long stall_timeout_s; /* a watch silent for this long is replaced */
   int list_page_size;   /* objects per list page (limit) */
   /* Cluster policy (borrowed strings). */

@@ -29,6 +29,7 @@ typedef struct co_reconciler_stats_s {
   uint64_t finalizer_writes;
   uint64_t write_errors;
   uint64_t events;
+  uint64_t events_dropped; /* dropped: too many already waiting for the event bucket */
 } co_reconciler_stats_t;
 
 struct co__rec_write;
@@ -50,6 +51,7 @@ struct co_reconciler_s {
   char *instance;                  /* reportingInstance of events */
   struct co__rec_op *ops;          /* requests started and not completed */
   int in_flight;
+  int events_pending; /* Event POSTs started and not answered */
   int closing;
   co_reconciler_close_cb close_cb;
 };
