@@ -40,8 +40,9 @@ cluster-up: control-plane
 cluster-down:
 	hack/cluster-down.sh
 
-e2e: build-asan control-plane
-	CO_BIN=$(CURDIR)/$(ASAN_BUILD)/confidential-operator test/e2e/run.sh
+e2e: build build-asan control-plane
+	CO_BIN=$(CURDIR)/$(ASAN_BUILD)/confidential-operator \
+	  CO_PLAIN_BIN=$(CURDIR)/$(BUILD)/confidential-operator test/e2e/run.sh
 
 fuzz-smoke:
 	hack/fuzz.sh 20

@@ -10,6 +10,7 @@ PKGS=(
   clang clang-format libclang-rt-14-dev
   openssl curl ca-certificates jq bc procps psmisc iproute2 python3 containerd
   umoci  # hack/build-image.sh: the container image without a container engine
+  valgrind
 )
 
 missing=()
