@@ -50,6 +50,32 @@ static int is_secret_key(const char *k) {
   return 0;
 }
 
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when it is not valid (stray
+ * continuation byte, overlong form, surrogate, beyond U+10FFFF, truncated). */
+static size_t utf8_seq(const unsigned char *p) {
+  unsigned c = p[0];
+  size_t n;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4;
+  else
+    return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xc0) != 0x80)
+      return 0; /* also stops at the terminating NUL */
+  if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+      (c == 0xf4 && p[1] > 0x8f))
+    return 0;
+  return n;
+}
+
+/* JSON string; bytes that are not valid UTF-8 (values come from the API server and from
+ * tenants' objects) become U+FFFD, so that every line stays valid JSON. */
 static void put_json_str(co_buf_t *b, const char *s) {
   co_buf_append(b, "\"", 1);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -70,10 +96,17 @@ static void put_json_str(co_buf_t *b, const char *s) {
       co_buf_append(b, "\\t", 2);
       break;
     default:
-      if (*p < 0x20 || *p == 0x7f)
+      if (*p < 0x20 || *p == 0x7f) {
         co_buf_appendf(b, "\\u%04x", *p);
-      else
-        co_buf_append(b, p, 1);
+      } else {
+        size_t n = utf8_seq(p);
+        if (n == 0) {
+          co_buf_appends(b, "\\ufffd");
+        } else {
+          co_buf_append(b, p, n);
+          p += n - 1;
+        }
+      }
     }
   }
   co_buf_append(b, "\"", 1);

@@ -105,6 +105,23 @@ static void test_log_json(void) {
   free(s);
 }
 
+/* Invalid UTF-8 in a value becomes U+FFFD; valid multi-byte characters pass unchanged. */
+static void test_log_json_invalid_utf8(void) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  co_log_set_stream(f);
+  co_log_set_format(CO_LOG_JSON);
+  co_log_set_level(CO_LOG_INFO);
+  co_log(CO_LOG_INFO, "m",
+         CO_S("k", "a\xff\xfe\xc3\x28\xe2\x82|\xc3\xa9\xe2\x82\xac\xed\xa0\x80\xc0\xaf"));
+  fclose(f);
+  co_log_set_stream(NULL);
+  CO_CHECK_CONTAINS(out, "\"k\":\"a\\ufffd\\ufffd\\ufffd(\\ufffd\\ufffd|\xc3\xa9\xe2\x82\xac"
+                         "\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"");
+  free(out);
+}
+
 static void test_log_levels(void) {
   int l;
   CO_CHECK_INT(co_log_parse_level("warn", &l), ==, 0);
@@ -144,4 +161,5 @@ static void test_json_arena(void) {
 
 CO_TEST_MAIN(CO_TEST(test_error_table), CO_TEST(test_http_mapping), CO_TEST(test_buf_bounds),
              CO_TEST(test_buf_urlenc), CO_TEST(test_log_logfmt), CO_TEST(test_log_json),
-             CO_TEST(test_log_levels), CO_TEST(test_json_arena))
+             CO_TEST(test_log_json_invalid_utf8), CO_TEST(test_log_levels),
+             CO_TEST(test_json_arena))
