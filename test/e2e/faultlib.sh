@@ -48,7 +48,8 @@ fp_stop() {
 }
 
 # fp_rule JSON: adds an injection rule (see hack/faultproxy/main.go).
-fp_rule() { curl -sf -X POST "$FP_ADMIN/rules" -d "$1" >/dev/null; }
+# The rule goes on stdin: a body can exceed the 128 KiB limit of one argument.
+fp_rule() { printf "%s" "$1" | curl -sf -X POST "$FP_ADMIN/rules" --data-binary @- >/dev/null || fail "fault proxy refused rule: ${1:0:200}"; }
 fp_clear() { curl -sf -X POST "$FP_ADMIN/clear" >/dev/null; }
 # fp_stall PATH_REGEX: silences the matching open streams; prints how many.
 fp_stall() { curl -sf -X POST "$FP_ADMIN/stall" -d "{\"path\":\"$1\"}" | jq -r .stalled; }

@@ -102,7 +102,8 @@ test_crash_apiserver_kill_and_etcd_restart_mid_rollout() {
 }
 
 # E2E_KILL_WORKLOADS (default 200) Deployments, E2E_KILLS (default 5) SIGKILLs at random
-# points of the rollout. The full run (1000 and 20) is documented in docs/reliability.md.
+# points of the rollout; writes are throttled to 50/s so that the kills land mid-rollout.
+# The full run (1000 and 20) is documented in docs/reliability.md.
 test_crash_controller_sigkill_loop() {
   wl_setup
   local ns=e2e-kill n=${E2E_KILL_WORKLOADS:-200} kills=${E2E_KILLS:-5} i t0 took
@@ -113,16 +114,22 @@ test_crash_controller_sigkill_loop() {
   local total=0 delay done=0 t_first
   t_first=$(now)
   for ((i = 1; i <= kills; i++)); do
-    ctrl_start "kill-$i" --kube-api-qps=200 --kube-api-burst=200
-    # A random point: from before the first list to well into the writes.
-    delay=$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.5 + (r % 400) / 100 }')
+    ctrl_start "kill-$i" --kube-api-qps=50 --kube-api-burst=50
+    # A random point: every fourth kill during start-up (list, sync), the others 0-2 s into
+    # the writes that follow the sync.
+    if ((i % 4 == 1)); then
+      delay=$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.1 + (r % 100) / 100 }')
+    else
+      wait_log '.msg=="all caches synced"' 120 || fail "run $i did not sync"
+      delay=$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % 200) / 100 }')
+    fi
     sleep "$delay"
     kill -KILL "$CTRL_PID"; wait "$CTRL_PID" 2>/dev/null; CTRL_PID=""
     done=$(rewritten_now)
     total=$((total + done))
-    log "  kill $i after ${delay}s: this run rewrote $done"
+    log "  kill $i (${delay}s $( ((i % 4 == 1)) && echo "after start" || echo "after sync")): this run rewrote $done"
   done
-  ctrl_start kill-final --kube-api-qps=200 --kube-api-burst=200
+  ctrl_start kill-final --kube-api-qps=50 --kube-api-burst=50
   if took=$(wait_rewritten $ns w "$n" 300); then
     log "  measured: $kills SIGKILLs, $n workloads -> all rewritten ${took}s after the last start;" \
         "$(echo "$(now) - $t_first" | bc)s in all; last run rewrote $(rewritten_now)"
