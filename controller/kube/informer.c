@@ -188,6 +188,10 @@ int co_informer_init(co_client_t *client, co_informer_t *inf, const co_resource_
   return CO_OK;
 }
 
+int co_informer_set_field_selector(co_informer_t *inf, const char *field_selector) {
+  return co_reflector_set_field_selector(&inf->reflector, field_selector);
+}
+
 int co_informer_start(co_informer_t *inf) { return co_reflector_start(&inf->reflector); }
 
 static void on_reflector_closed(co_reflector_t *r) {

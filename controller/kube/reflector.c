@@ -41,10 +41,18 @@ static void set_rv(co_reflector_t *r, const char *rv) {
 }
 
 static int append_selector(co_reflector_t *r, co_buf_t *b) {
-  if (r->selector == NULL)
-    return 0;
-  int rc = co_buf_appends(b, "&labelSelector=");
-  return rc ? rc : co_buf_appends(b, r->selector);
+  int rc = 0;
+  if (r->selector != NULL) {
+    rc = co_buf_appends(b, "&labelSelector=");
+    if (rc == 0)
+      rc = co_buf_appends(b, r->selector);
+  }
+  if (rc == 0 && r->field_selector != NULL) {
+    rc = co_buf_appends(b, "&fieldSelector=");
+    if (rc == 0)
+      rc = co_buf_appends(b, r->field_selector);
+  }
+  return rc;
 }
 
 /* ---- list ---------------------------------------------------------------------------- */
@@ -322,6 +330,20 @@ int co_reflector_init(co_client_t *client, co_reflector_t *r, const char *path,
   return CO_OK;
 }
 
+int co_reflector_set_field_selector(co_reflector_t *r, const char *field_selector) {
+  if (r->state != CO_REFLECTOR_IDLE || field_selector == NULL || field_selector[0] == '\0')
+    return CO_EINVAL;
+  co_buf_t b;
+  co_buf_init(&b, 16 * 1024);
+  if (co_buf_append_urlenc(&b, field_selector) != 0) {
+    co_buf_free(&b);
+    return CO_ETOOBIG;
+  }
+  co_free(r->field_selector);
+  r->field_selector = co_buf_steal(&b);
+  return CO_OK;
+}
+
 int co_reflector_start(co_reflector_t *r) {
   if (r->state != CO_REFLECTOR_IDLE)
     return CO_EBUSY;
@@ -343,9 +365,10 @@ static void maybe_closed(co_reflector_t *r) {
   co_watchframe_free(&r->frame);
   co_free(r->path);
   co_free(r->selector);
+  co_free(r->field_selector);
   co_free(r->cont);
   co_free(r->resource_version);
-  r->path = r->selector = r->cont = r->resource_version = NULL;
+  r->path = r->selector = r->field_selector = r->cont = r->resource_version = NULL;
   if (r->close_cb != NULL)
     r->close_cb(r);
 }

@@ -81,6 +81,9 @@ struct co_informer_s {
 /* type and handlers are borrowed/copied; label_selector may be NULL. */
 int co_informer_init(co_client_t *client, co_informer_t *inf, const co_resource_type_t *type,
                      const co_informer_handlers_t *handlers, const char *label_selector);
+/* Restricts the informer to objects matching a fieldSelector (e.g. "metadata.name=node-1" to
+ * watch one object; copied). Only between init and start. Returns 0 or a CO_E* code. */
+int co_informer_set_field_selector(co_informer_t *inf, const char *field_selector);
 int co_informer_start(co_informer_t *inf);
 /* Stops watching and frees the cache; cb fires once, later, on the loop. */
 void co_informer_close(co_informer_t *inf, co_informer_close_cb cb);

@@ -67,9 +67,10 @@ struct co_reflector_s {
   /* private */
   co_client_t *client;
   co_reflector_ops_t ops;
-  char *path;     /* collection path, e.g. /apis/apps/v1/deployments */
-  char *selector; /* URL-encoded labelSelector or NULL */
-  char *cont;     /* continue token of the list in progress */
+  char *path;           /* collection path, e.g. /apis/apps/v1/deployments */
+  char *selector;       /* URL-encoded labelSelector or NULL */
+  char *field_selector; /* URL-encoded fieldSelector or NULL */
+  char *cont;           /* continue token of the list in progress */
   unsigned page_limit;
   unsigned timeout_min_s, timeout_max_s;
   co_req_t req;
@@ -87,6 +88,9 @@ struct co_reflector_s {
 /* path is the collection path (copied). ops is copied. label_selector may be NULL. */
 int co_reflector_init(co_client_t *client, co_reflector_t *r, const char *path,
                       const char *label_selector, const co_reflector_ops_t *ops);
+/* Restricts the list and watch with a fieldSelector ("metadata.name=x"; copied). Only before
+ * co_reflector_start. Returns 0, CO_EINVAL or CO_ETOOBIG. */
+int co_reflector_set_field_selector(co_reflector_t *r, const char *field_selector);
 /* Starts listing. */
 int co_reflector_start(co_reflector_t *r);
 /* Stops the request in flight and frees everything; cb fires once, later, on the loop. */
