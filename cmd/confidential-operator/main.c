@@ -8,6 +8,7 @@
 #include "co/error.h"
 #include "co/log.h"
 #include "co/metrics.h"
+#include "co/nodeagent.h"
 #include "co/status.h"
 
 #ifndef CO_VERSION
@@ -248,6 +249,52 @@ static int cmd_status(int argc, char **argv) {
   return co_status_run(&o);
 }
 
+static int cmd_node_agent(int argc, char **argv) {
+  co_node_agent_opts_t o;
+  co_node_agent_opts_default(&o);
+  int level = CO_LOG_INFO, format = CO_LOG_LOGFMT;
+  const flag_t flags[] = {
+      {"kubeconfig", FLAG_STR, &o.kubeconfig,
+       "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"},
+      {"host-root", FLAG_STR, &o.host_root, "where the host's / is mounted (default /host)"},
+      {"node-name", FLAG_STR, &o.node_name, "this node's name (default $NODE_NAME)"},
+      {"restart-command", FLAG_STR, &o.restart_command,
+       "shell command restarting k3s, run with /bin/sh -c and $CO_K3S_UNIT set (default: "
+       "nsenter -t 1 -m -u -i -n -p -- systemctl restart <k3s.service|k3s-agent.service>)"},
+      {"runtime-classes", FLAG_STR, &o.runtime_classes,
+       "enabled sandbox RuntimeClasses; Kata handlers are configured for those the hardware "
+       "offers (default kata-qemu,kata-clh,kata-qemu-coco-dev,kata-qemu-snp,kata-qemu-tdx,"
+       "gvisor)"},
+      {"restart-timeout", FLAG_LONG, &o.restart_timeout_s,
+       "seconds for the node to be Ready with the runtimes loaded after a restart (default 300)"},
+      {"resync-period", FLAG_LONG, &o.resync_s,
+       "seconds between passes without a Node change (default 300)"},
+      {"once", FLAG_BOOL, &o.once,
+       "one pass: publish the result and exit (1 if Failed or Refused)"},
+      {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
+      {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
+  };
+  size_t n = sizeof(flags) / sizeof(flags[0]);
+  static char once_flag[] = "--once=true";
+  char **args = co_calloc((size_t)argc + 1, sizeof(char *));
+  for (int i = 0; i < argc; i++)
+    args[i] = strcmp(argv[i], "--once") == 0 ? once_flag : argv[i];
+  int rc = parse_flags(argc, args, flags, n);
+  co_free(args);
+  if (rc != 0) {
+    FILE *out = rc > 0 ? stdout : stderr;
+    fprintf(out, "Usage: confidential-operator node-agent [flags]\n\n"
+                 "Prepares the k3s node it runs on for the sandbox runtimes (containerd\n"
+                 "template, gVisor drop-in, hardware labels) and restarts k3s when the\n"
+                 "controller grants it. Runs in the node-agent DaemonSet.\n\nFlags:\n");
+    print_flags(out, flags, n);
+    return rc > 0 ? 0 : 2;
+  }
+  co_log_set_level(level);
+  co_log_set_format(format);
+  return co_node_agent_run(&o);
+}
+
 static int not_yet(const char *cmd) {
   fprintf(stderr, "confidential-operator %s: not yet available in this version\n", cmd);
   return 3;
@@ -273,7 +320,9 @@ int main(int argc, char **argv) {
     return cmd_controller(argc - 2, argv + 2);
   if (strcmp(cmd, "status") == 0)
     return cmd_status(argc - 2, argv + 2);
-  if (strcmp(cmd, "node-agent") == 0 || strcmp(cmd, "manifests") == 0)
+  if (strcmp(cmd, "node-agent") == 0)
+    return cmd_node_agent(argc - 2, argv + 2);
+  if (strcmp(cmd, "manifests") == 0)
     return not_yet(cmd);
   fprintf(stderr, "unknown command: %s\n\n", cmd);
   usage(stderr);
