@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Generates the install bundle manifests/install.yaml from its parts:
 #   manifests/namespace.yaml, crd/confidentialworkloads.yaml, manifests/rbac.yaml,
-#   manifests/controller.yaml
-# (in that order: namespace and CRD before what lives in them), with the controller's image
-# reference (the ${CO_IMAGE} placeholder of manifests/controller.yaml) set.
+#   manifests/controller.yaml, manifests/node-agent-rbac.yaml, manifests/node-agent.yaml
+# (in that order: namespace and CRD before what lives in them), with the image reference (the
+# ${CO_IMAGE} placeholder of manifests/controller.yaml and manifests/node-agent.yaml) set.
 #
 #   hack/gen-install.sh           rewrite manifests/install.yaml
 #   hack/gen-install.sh --stdout  print the bundle instead
@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib/image-lib.sh
 source hack/lib/image-lib.sh
 
-PARTS=(manifests/namespace.yaml crd/confidentialworkloads.yaml manifests/rbac.yaml manifests/controller.yaml)
+PARTS=(manifests/namespace.yaml crd/confidentialworkloads.yaml manifests/rbac.yaml manifests/controller.yaml
+  manifests/node-agent-rbac.yaml manifests/node-agent.yaml)
 OUT=manifests/install.yaml
 IMAGE=${CO_IMAGE:-$(co_default_image)}
 [ "${1:-}" != --check ] || IMAGE=$(co_default_image)
