@@ -6,6 +6,7 @@
 #include "co/alloc.h"
 #include "co/controller.h"
 #include "co/error.h"
+#include "co/hostexec.h"
 #include "co/log.h"
 #include "co/metrics.h"
 #include "co/nodeagent.h"
@@ -260,7 +261,7 @@ static int cmd_node_agent(int argc, char **argv) {
       {"node-name", FLAG_STR, &o.node_name, "this node's name (default $NODE_NAME)"},
       {"restart-command", FLAG_STR, &o.restart_command,
        "shell command restarting k3s, run with /bin/sh -c and $CO_K3S_UNIT set (default: "
-       "nsenter -t 1 -m -u -i -n -p -- systemctl restart <k3s.service|k3s-agent.service>)"},
+       "systemctl restart <k3s.service|k3s-agent.service> in PID 1's namespaces)"},
       {"runtime-classes", FLAG_STR, &o.runtime_classes,
        "enabled sandbox RuntimeClasses; Kata handlers are configured for those the hardware "
        "offers (default kata-qemu,kata-clh,kata-qemu-coco-dev,kata-qemu-snp,kata-qemu-tdx,"
@@ -322,6 +323,9 @@ int main(int argc, char **argv) {
     return cmd_status(argc - 2, argv + 2);
   if (strcmp(cmd, "node-agent") == 0)
     return cmd_node_agent(argc - 2, argv + 2);
+  /* Internal: the node agent's default restart command re-executes the binary with it. */
+  if (strcmp(cmd, "host-exec") == 0)
+    return co_host_exec(argv + 2 + (argc > 2 && strcmp(argv[2], "--") == 0));
   if (strcmp(cmd, "manifests") == 0)
     return not_yet(cmd);
   fprintf(stderr, "unknown command: %s\n\n", cmd);

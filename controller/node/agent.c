@@ -230,8 +230,9 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
 
 static void spawn_restart(agent_t *a) {
   char cmd[1024];
-  const char *argv_default[] = {"nsenter", "-t", "1",         "-m",      "-u",    "-i", "-n",
-                                "-p",      "--", "systemctl", "restart", a->unit, NULL};
+  /* Default: this binary's host-exec (PID 1's namespaces; the image has no nsenter). */
+  const char *argv_default[] = {"/proc/self/exe", "host-exec", "systemctl",
+                                "restart",        a->unit,     NULL};
   const char *argv_sh[] = {"/bin/sh", "-c", cmd, NULL};
   const char **args = argv_default;
   if (a->o->restart_command != NULL && a->o->restart_command[0] != '\0') {
@@ -579,10 +580,10 @@ int co_node_agent_run(const co_node_agent_opts_t *o) {
     return 2;
   }
   a->client.data = a;
-  co_log(
-      CO_LOG_INFO, "starting node agent", CO_S("node", o->node_name),
-      CO_S("host_root", o->host_root), CO_B("once", o->once),
-      CO_S("restart_command", o->restart_command ? o->restart_command : "(systemctl via nsenter)"));
+  co_log(CO_LOG_INFO, "starting node agent", CO_S("node", o->node_name),
+         CO_S("host_root", o->host_root), CO_B("once", o->once),
+         CO_S("restart_command", o->restart_command ? o->restart_command
+                                                    : "(systemctl restart in PID 1's namespaces)"));
 
   static const co_informer_handlers_t handlers = {on_add, on_update, on_delete, on_synced};
   char fs[300];

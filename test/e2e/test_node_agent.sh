@@ -251,7 +251,17 @@ test_node_agent_restart_handshake_and_removal() {
   kc delete node $node >/dev/null
 }
 
+# host-exec (the default restart) either runs the command in PID 1's namespaces or, without the
+# privilege, says which namespace it could not enter and exits 126 (never runs it elsewhere).
+na_host_exec() {
+  local out rc=0
+  out=$("$CO_BIN" host-exec -- sh -c 'echo in-host' 2>&1) || rc=$?
+  log "  host-exec: rc=$rc $out"
+  if [ "$rc" -eq 0 ]; then [ "$out" = in-host ]; else [ "$rc" -eq 126 ] && grep -q '/proc/1/ns/' <<<"$out"; fi
+}
+
 test_node_agent_refuses_admin_template() {
+  check "host-exec runs on the host or refuses clearly" na_host_exec
   local d=$E2E_DIR/node-agent-admin node=e2e-agent-1
   local tmpl=$'{{ template "base" . }}\n[plugins.\'io.containerd.cri.v1.runtime\'.containerd.runtimes.custom]\n  runtime_type = "io.containerd.runc.v2"\n'
   na_fixture "$d" "$tmpl"

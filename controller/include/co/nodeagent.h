@@ -58,8 +58,8 @@ typedef struct {
   const char *kubeconfig;      /* borrowed; NULL: $KUBECONFIG, in-cluster, ~/.kube/config */
   const char *host_root;       /* default "/host" */
   const char *node_name;       /* default $NODE_NAME */
-  const char *restart_command; /* NULL: nsenter into PID 1 and `systemctl restart <unit>`;
-                                  else run with /bin/sh -c, $CO_K3S_UNIT = the unit */
+  const char *restart_command; /* NULL: `systemctl restart <unit>` in PID 1's namespaces
+                                  (co_host_exec); else /bin/sh -c, $CO_K3S_UNIT = the unit */
   const char *runtime_classes; /* comma list of enabled classes */
   long restart_timeout_s;      /* Ready + verified after a restart, else Failed (default 300) */
   long resync_s;               /* a pass at least this often (default 300) */
