@@ -23,7 +23,8 @@ YAML
   valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
     --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --track-origins=yes \
     --log-file="$vglog" \
-    "$bin" controller --log-format=json --log-level=debug --leader-elect=true \
+    "$bin" controller --log-format=json --log-level=debug --http-bind-address=127.0.0.1:0 \
+    --leader-elect=true \
     --leader-elect-identity=vg >>"$CTRL_LOG" 2>&1 &
   CTRL_PID=$!
   local t0
