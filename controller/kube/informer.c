@@ -85,6 +85,7 @@ static void upsert(co_informer_t *inf, co_obj_t *o) {
   o->mark = inf->mark;
   HASH_FIND_STR(inf->cache, o->key, old);
   if (old == NULL) {
+    o->seq = ++inf->seq;
     HASH_ADD_KEYPTR(hh, inf->cache, o->key, strlen(o->key), o);
     inf->count++;
     inf->stats.adds++;
@@ -101,6 +102,7 @@ static void upsert(co_informer_t *inf, co_obj_t *o) {
     return;
   }
   HASH_DELETE(hh, inf->cache, old);
+  o->seq = ++inf->seq;
   HASH_ADD_KEYPTR(hh, inf->cache, o->key, strlen(o->key), o);
   inf->stats.updates++;
   if (inf->handlers.on_update != NULL)

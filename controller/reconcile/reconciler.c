@@ -16,6 +16,8 @@
 /* CRs that may select one workload; more is a misconfiguration reported as a conflict. */
 #define MAX_CRS 16
 #define KEY_MAX 1024
+#define PASS_BATCH 256        /* keys the initial pass queues at a time */
+#define PASS_LOW 64           /* ... when the queue holds no more than this */
 #define EVENTS_PENDING_MAX 64 /* Event POSTs waiting or in flight before new ones are dropped */
 
 /* What the reconciler remembers of one workload (by queue key "d:ns/name"). */
@@ -1105,9 +1107,13 @@ static void on_key_done(co_wq_t *wq, const char *key, uint64_t ns, int failed) {
   co_metrics_reconcile(failed, (double)ns / 1e9);
 }
 
+static void pass_feed(co_reconciler_t *rec);
+
 static void process(co_wq_t *wq, const char *key) {
   co_reconciler_t *rec = wq->data;
   rec->stats.reconciles++;
+  if (rec->pass_kind < 2 && co_wq_len(wq) <= PASS_LOW)
+    pass_feed(rec);
   if (rec->closing) {
     co_wq_done(wq, key);
     return;
@@ -1215,12 +1221,52 @@ int co_reconciler_init(uv_loop_t *loop, co_reconciler_t *rec, co_client_t *clien
   return CO_OK;
 }
 
-int co_reconciler_start(co_reconciler_t *rec) {
+/* The initial pass over every workload feeds the queue in batches as it drains, rather than
+ * queueing every key at once (10,000 queued keys hold about 1.2 MB until the pass reaches
+ * them). The walk resumes after the last object it queued; when that object has left the
+ * cache (deleted or changed: a changed object goes last with a new seq and is queued by its
+ * notification), it starts over, skipping what it already passed by seq. Objects with a seq
+ * above the one the pass started with entered the cache later and were queued then. */
+static const co_obj_t *pass_resume(co_reconciler_t *rec, co_informer_t *inf) {
+  if (rec->pass_seq == 0)
+    return co_informer_first(inf);
+  const co_obj_t *o = co_informer_get(inf, rec->pass_key);
+  if (o != NULL && o->seq == rec->pass_seq)
+    return co_informer_next(o);
+  for (o = co_informer_first(inf); o != NULL && o->seq <= rec->pass_seq; o = co_informer_next(o))
+    ;
+  return o;
+}
+
+static void pass_feed(co_reconciler_t *rec) {
   static const char kinds[] = {'d', 's'};
-  for (size_t i = 0; i < 2; i++)
-    for (const co_obj_t *o = co_informer_first(workload_informer(rec, kinds[i])); o != NULL;
-         o = co_informer_next(o))
-      queue_key(rec, kinds[i], o->key);
+  size_t queued = 0;
+  while (rec->pass_kind < 2 && queued < PASS_BATCH) {
+    co_informer_t *inf = workload_informer(rec, kinds[rec->pass_kind]);
+    const co_obj_t *o = pass_resume(rec, inf);
+    for (; o != NULL && o->seq <= rec->pass_end && queued < PASS_BATCH; o = co_informer_next(o)) {
+      queue_key(rec, kinds[rec->pass_kind], o->key);
+      rec->pass_seq = o->seq;
+      snprintf(rec->pass_key, sizeof(rec->pass_key), "%s", o->key);
+      queued++;
+    }
+    if (queued < PASS_BATCH || o == NULL || o->seq > rec->pass_end) {
+      /* This informer is done: on to the next kind. */
+      rec->pass_kind++;
+      rec->pass_seq = 0;
+      if (rec->pass_kind < 2)
+        rec->pass_end = workload_informer(rec, kinds[rec->pass_kind])->seq;
+    }
+  }
+  co_log(CO_LOG_DEBUG, "initial pass fed", CO_I("keys", queued),
+         CO_I("queue", co_wq_len(&rec->queue)), CO_B("done", rec->pass_kind >= 2));
+}
+
+int co_reconciler_start(co_reconciler_t *rec) {
+  rec->pass_kind = 0;
+  rec->pass_seq = 0;
+  rec->pass_end = workload_informer(rec, 'd')->seq;
+  pass_feed(rec);
   for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o))
     queue_key(rec, 'c', o->key);
   return co_wq_start(&rec->queue);

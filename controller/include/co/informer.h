@@ -27,6 +27,8 @@ typedef struct co_obj_s {
   const char *uid; /* NULL if absent */
   const char *rv;  /* resourceVersion of the last change the projection saw; NULL if absent */
   int64_t generation;
+  uint64_t seq;  /* when the object entered the cache (added or changed): iteration goes in
+                    increasing seq, so a walk can resume after the cache changed */
   int deleting;  /* metadata.deletionTimestamp is set */
   uint32_t mark; /* relist sweep */
   UT_hash_handle hh;
@@ -74,6 +76,7 @@ struct co_informer_s {
   co_informer_handlers_t handlers;
   co_obj_t *cache;
   uint32_t mark;
+  uint64_t seq;          /* the last seq given */
   uint64_t pages_before; /* reflector page count before the current list */
   co_informer_close_cb close_cb;
 };
@@ -91,8 +94,9 @@ void co_informer_close(co_informer_t *inf, co_informer_close_cb cb);
 /* Returns the cached object for key (borrowed, valid until the next loop callback of the
  * informer), or NULL. */
 const co_obj_t *co_informer_get(const co_informer_t *inf, const char *key);
-/* Iteration: co_informer_first then co_informer_next(obj) until NULL. The cache must not
- * change during the iteration (do not return to the loop). */
+/* Iteration: co_informer_first then co_informer_next(obj) until NULL, in increasing seq
+ * (objects that enter the cache go last). The cache must not change during the iteration (do
+ * not return to the loop). */
 const co_obj_t *co_informer_first(const co_informer_t *inf);
 const co_obj_t *co_informer_next(const co_obj_t *obj);
 

@@ -52,6 +52,11 @@ struct co_reconciler_s {
   struct co__rec_op *ops;          /* requests started and not completed */
   int in_flight;
   int events_pending; /* Event POSTs started and not answered */
+  /* The initial pass (co_reconciler_start): which workload informer (0 Deployments,
+   * 1 StatefulSets, 2 done), the seq it ends at, and the last object it queued. */
+  int pass_kind;
+  uint64_t pass_end, pass_seq;
+  char pass_key[512];
   int closing;
   co_reconciler_close_cb close_cb;
 };
@@ -63,7 +68,8 @@ int co_reconciler_init(uv_loop_t *loop, co_reconciler_t *rec, co_client_t *clien
                        co_informer_t *namespaces, co_informer_t *pods, co_informer_t *cwls,
                        co_informer_t *nodes, const co_policy_t *policy);
 
-/* Starts processing (call once every cache has synced): queues every workload and CR. */
+/* Starts processing (call once every cache has synced): queues every CR, and every workload
+ * in batches as the queue drains (the initial pass). */
 int co_reconciler_start(co_reconciler_t *rec);
 
 /* Informer notifications: queue the keys the change affects. */
