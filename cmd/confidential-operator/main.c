@@ -134,7 +134,6 @@ static void usage(FILE *out) {
           "  controller   watch the cluster and reconcile (Deployment in confidential-system)\n"
           "  node-agent   prepare the node it runs on (DaemonSet on opted-in nodes)\n"
           "  status       print nodes x runtimes and workloads x state\n"
-          "  manifests    print the install bundle\n"
           "  version      print version and build information\n\n"
           "Run 'confidential-operator <command> --help' for the flags of a command.\n");
 }
@@ -296,11 +295,6 @@ static int cmd_node_agent(int argc, char **argv) {
   return co_node_agent_run(&o);
 }
 
-static int not_yet(const char *cmd) {
-  fprintf(stderr, "confidential-operator %s: not yet available in this version\n", cmd);
-  return 3;
-}
-
 int main(int argc, char **argv) {
   if (co_alloc_install_hooks() != 0) {
     fprintf(stderr, "confidential-operator: cannot initialise libraries\n");
@@ -326,8 +320,6 @@ int main(int argc, char **argv) {
   /* Internal: the node agent's default restart command re-executes the binary with it. */
   if (strcmp(cmd, "host-exec") == 0)
     return co_host_exec(argv + 2 + (argc > 2 && strcmp(argv[2], "--") == 0));
-  if (strcmp(cmd, "manifests") == 0)
-    return not_yet(cmd);
   fprintf(stderr, "unknown command: %s\n\n", cmd);
   usage(stderr);
   return 2;
