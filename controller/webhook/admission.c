@@ -188,7 +188,7 @@ static void warn(cJSON *resp, const char *msg) {
   cJSON *w = cJSON_GetObjectItemCaseSensitive(resp, "warnings");
   if (w == NULL)
     w = cJSON_AddArrayToObject(resp, "warnings");
-  char buf[320];
+  char buf[sizeof(WARN_PREFIX) + 512]; /* a decision message is at most 511 bytes */
   snprintf(buf, sizeof(buf), WARN_PREFIX "%s", msg);
   cJSON_AddItemToArray(w, cJSON_CreateString(buf));
 }
