@@ -24,6 +24,7 @@ typedef enum {
   FLAG_DBL,
   FLAG_INT,
   FLAG_LONG,
+  FLAG_VALIDITY,
   FLAG_BOOL,
   FLAG_LEVEL,
   FLAG_FORMAT
@@ -67,6 +68,8 @@ static int set_flag(const flag_t *f, const char *val) {
   }
   case FLAG_LONG:
     return parse_long(val, 1, 86400, (long *)f->ptr);
+  case FLAG_VALIDITY: /* seconds: a minute (tests) to ten years */
+    return parse_long(val, 60, 10L * 366 * 86400, (long *)f->ptr);
   case FLAG_BOOL:
     if (strcmp(val, "true") == 0)
       *(int *)f->ptr = 1;
@@ -184,6 +187,14 @@ static int cmd_controller(int argc, char **argv) {
        "identity in the Lease (default hostname_pid)"},
       {"http-bind-address", FLAG_STR, &o.http_bind_address,
        "host:port or :port of /metrics, /healthz and /readyz; empty disables (default :8080)"},
+      {"webhook-bind-address", FLAG_STR, &o.webhook_bind_address,
+       "admission webhook HTTPS address host:port (default :9443; empty disables)"},
+      {"webhook-config-name", FLAG_STR, &o.webhook_config_name,
+       "MutatingWebhookConfiguration that gets the CA bundle (default confidential-operator)"},
+      {"webhook-fail-closed", FLAG_BOOL, &o.webhook_fail_closed,
+       "deny opted-in pods that would run without a sandbox class (default false)"},
+      {"webhook-cert-validity", FLAG_VALIDITY, &o.webhook_cert_validity_s,
+       "webhook serving certificate validity in seconds, 60 or more (default 31536000)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };

@@ -17,6 +17,7 @@
 #include "co/nodeproto.h"
 #include "co/ops.h"
 #include "co/reconcile.h"
+#include "co/webhook.h"
 #include "cwl.h"
 
 enum {
@@ -41,6 +42,8 @@ typedef struct app_s {
   co_ops_t ops;
   int ops_open;
   uint64_t phases_at; /* loop time of the last workloads-by-phase count */
+  co_webhook_t webhook;
+  int webhook_on;
   int leader_elect;
   co_policy_t policy;
   char *lists; /* owned copy of the comma lists, split in place */
@@ -72,6 +75,9 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->renew_deadline_s = 10;
   o->retry_period_s = 2;
   o->http_bind_address = ":8080";
+  o->webhook_bind_address = ":9443";
+  o->webhook_config_name = "confidential-operator";
+  o->webhook_cert_validity_s = 365L * 24 * 3600;
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -153,7 +159,12 @@ static void maybe_start(app_t *app) {
 
 static void stop(app_t *app);
 
-static void on_lease_started(co_lease_t *l) { maybe_start(l->data); }
+static void on_lease_started(co_lease_t *l) {
+  app_t *app = l->data;
+  if (app->webhook_on)
+    co_webhook_set_leader(&app->webhook, 1);
+  maybe_start(app);
+}
 
 static void on_lease_stopped(co_lease_t *l) {
   app_t *app = l->data;
@@ -379,13 +390,68 @@ static void stop_ops(app_t *app) {
   co_ops_close(&app->ops, NULL);
 }
 
+/* The webhook reads the reconciler's caches and uses the client: it goes first. */
+static void on_webhook_closed(co_webhook_t *wh) {
+  app_t *app = wh->data;
+  co_reconciler_close(&app->rec, on_reconciler_closed);
+}
+
 static void stop(app_t *app) {
   if (app->stopping)
     return;
   app->stopping = 1;
   co_log(CO_LOG_INFO, "shutting down");
   stop_ops(app);
-  co_reconciler_close(&app->rec, on_reconciler_closed);
+  if (app->webhook_on)
+    co_webhook_close(&app->webhook, on_webhook_closed);
+  else
+    co_reconciler_close(&app->rec, on_reconciler_closed);
+}
+
+static int webhook_decide(void *ud, char kind, const co_workload_t *w, co_decision_t *out) {
+  app_t *app = ud;
+  return co_reconciler_decide(&app->rec, kind, w, out);
+}
+
+static int webhook_synced(void *ud) { return ((app_t *)ud)->synced >= INF_COUNT; }
+
+static int webhook_ready(void *data, char *why, size_t whylen) {
+  app_t *app = data;
+  if (co_webhook_ready(&app->webhook))
+    return 1;
+  snprintf(why, whylen, "webhook certificate not loaded yet");
+  return 0;
+}
+
+static void setup_webhook(app_t *app, const co_controller_opts_t *o) {
+  if (o->webhook_bind_address == NULL || o->webhook_bind_address[0] == '\0') {
+    co_log(CO_LOG_INFO, "admission webhook disabled");
+    return;
+  }
+  co_webhook_opts_t wo = {.bind_address = o->webhook_bind_address,
+                          .namespace_ = o->operator_namespace,
+                          .config_name = o->webhook_config_name,
+                          .fail_closed = o->webhook_fail_closed,
+                          .cert_validity_s = o->webhook_cert_validity_s,
+                          .decide = webhook_decide,
+                          .caches_synced = webhook_synced,
+                          .ud = app,
+                          .policy = &app->rec.policy};
+  int rc = co_webhook_init(&app->client, &app->webhook, &wo);
+  if (rc != 0) {
+    co_log(CO_LOG_ERROR, "cannot set up the admission webhook", CO_E(rc));
+    return;
+  }
+  app->webhook.data = app;
+  app->webhook_on = 1;
+  if (app->ops_open)
+    co_ops_add_ready_check(&app->ops, "webhook-cert-loaded", webhook_ready, app);
+  co_log(CO_LOG_INFO, "admission webhook enabled", CO_S("address", o->webhook_bind_address),
+         CO_S("configuration", o->webhook_config_name), CO_B("fail_closed", o->webhook_fail_closed),
+         CO_I("cert_validity_s", o->webhook_cert_validity_s));
+  if (!app->leader_elect)
+    co_webhook_set_leader(&app->webhook, 1);
+  co_webhook_start(&app->webhook);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -491,6 +557,7 @@ int co_controller_run(const co_controller_opts_t *opts) {
            CO_S("namespace", opts->operator_namespace));
     co_lease_start(&app->lease);
   }
+  setup_webhook(app, opts);
   for (int i = 0; i < INF_COUNT; i++)
     co_informer_start(&app->informers[i]);
   uv_signal_init(&app->loop, &app->sigint);

@@ -24,6 +24,11 @@ typedef struct co_controller_opts_s {
   long lease_duration_s, renew_deadline_s, retry_period_s;
   const char *identity;          /* leader election identity (default: hostname_pid) */
   const char *http_bind_address; /* /metrics, /healthz, /readyz; "" or NULL: none */
+  /* Admission webhook (borrowed strings). */
+  const char *webhook_bind_address; /* "host:port" or ":port"; NULL or "" disables it */
+  const char *webhook_config_name;  /* MutatingWebhookConfiguration that gets the caBundle */
+  int webhook_fail_closed;          /* deny opted-in pods that would run unsandboxed */
+  long webhook_cert_validity_s;     /* serving certificate validity */
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);
