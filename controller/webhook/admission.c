@@ -10,6 +10,7 @@
 #include "co/alloc.h"
 #include "co/buf.h"
 #include "co/error.h"
+#include "co/log.h"
 #include "co/reconcile.h"
 
 #define UID_MAX 128
@@ -314,6 +315,11 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
           d.action == CO_ACTION_FOREIGN)
         warn(resp, d.message);
     }
+    co_log(CO_LOG_DEBUG, "admission review", CO_S("uid", uid), CO_S("operation", op),
+           CO_S("kind", kind == KIND_POD ? "Pod" : kind == KIND_DEPLOYMENT ? "Deployment" : "StatefulSet"),
+           CO_S("key", w.meta.key), CO_S("action", co_action_name(d.action)),
+           CO_S("reason", d.reason), CO_I("ops", cJSON_GetArraySize(ops)),
+           CO_B("allowed", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "allowed"))));
     project_release(&w, block);
     if (cJSON_GetArraySize(ops) > 0) {
       char *patch = cJSON_PrintUnformatted(ops);

@@ -18,7 +18,7 @@
 #define PATH_MAX_LEN 1024
 #define RETRY_MS 5000
 
-typedef enum { OP_NONE = 0, OP_CREATE, OP_UPDATE, OP_GET, OP_CONFIG_GET, OP_CONFIG_PATCH } op_t;
+typedef enum { OP_NONE = 0, OP_CREATE, OP_UPDATE, OP_CONFIG_GET, OP_CONFIG_PATCH } op_t;
 
 struct co__certstore_state {
   co_client_t *client;
@@ -364,30 +364,18 @@ static void op_done(co_req_t *req) {
       if (cfg != NULL)
         load(cs, cfg); /* at once: the watch event may come after the next tick */
     } else if (err == CO_ECONFLICT || err == CO_EEXIST) {
+      /* The winner's Secret arrives on the watch (within milliseconds): nothing is tried
+       * before RETRY_MS, so no replica writes over it. */
       cs->stats.conflicts++;
+      s->retry_ms = now_ms(s) + RETRY_MS;
       co_log(CO_LOG_INFO, "another replica wrote the webhook certificate first; using theirs",
              CO_S("secret", s->name));
-      char path[PATH_MAX_LEN];
-      secret_path(s, path, sizeof(path), 1);
-      cJSON_Delete(cfg);
-      busy = start(cs, OP_GET, CO_GET, path, NULL) == 0;
-      if (!busy)
-        s->retry_ms = now_ms(s) + RETRY_MS;
-      if (busy)
-        return;
-      cfg = NULL;
     } else {
       cs->stats.errors++;
       s->retry_ms = now_ms(s) + RETRY_MS;
       co_log(CO_LOG_WARN, "webhook certificate Secret write failed", CO_E(err),
              CO_I("status", status), CO_S("message", msg));
     }
-    break;
-  case OP_GET:
-    if (cfg != NULL)
-      load(cs, cfg);
-    else
-      s->retry_ms = now_ms(s) + RETRY_MS;
     break;
   case OP_CONFIG_GET:
   case OP_CONFIG_PATCH:
