@@ -316,7 +316,9 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
         warn(resp, d.message);
     }
     co_log(CO_LOG_DEBUG, "admission review", CO_S("uid", uid), CO_S("operation", op),
-           CO_S("kind", kind == KIND_POD ? "Pod" : kind == KIND_DEPLOYMENT ? "Deployment" : "StatefulSet"),
+           CO_S("kind", kind == KIND_POD          ? "Pod"
+                        : kind == KIND_DEPLOYMENT ? "Deployment"
+                                                  : "StatefulSet"),
            CO_S("key", w.meta.key), CO_S("action", co_action_name(d.action)),
            CO_S("reason", d.reason), CO_I("ops", cJSON_GetArraySize(ops)),
            CO_B("allowed", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "allowed"))));

@@ -43,6 +43,7 @@ struct co__certstore_state {
   char *injected;   /* caBundle last confirmed on the configuration */
   uint64_t inject_due_ms;
   uint64_t retry_ms; /* after a failure, nothing is tried before this time */
+  uint64_t every_ms; /* tick period */
   /* A rotation that renews the CA waits for the caBundle before it is written. */
   char *pend_ca, *pend_ca_key, *pend_cert, *pend_key;
   int closing, open;
@@ -52,6 +53,15 @@ struct co__certstore_state {
 typedef struct co__certstore_state state_t;
 
 static void tick(co_certstore_t *cs);
+static void on_timer(uv_timer_t *t);
+
+/* Ticks on the next loop iteration: requests are not started from inside a watch stream's
+ * data callback. */
+static void kick(co_certstore_t *cs) {
+  state_t *s = cs->s;
+  if (!s->closing)
+    uv_timer_start(&s->timer, on_timer, 0, s->every_ms);
+}
 
 static uint64_t now_ms(state_t *s) { return uv_now(s->client->loop); }
 
@@ -147,7 +157,7 @@ static void on_list_end(co_reflector_t *r) {
   co_certstore_t *cs = r->data;
   cs->s->synced = 1;
   cs->s->seen = cs->s->seen_in_list;
-  tick(cs);
+  kick(cs);
 }
 
 static void on_event(co_reflector_t *r, int type, const cJSON *obj) {
@@ -161,7 +171,7 @@ static void on_event(co_reflector_t *r, int type, const cJSON *obj) {
     cs->s->valid = 0;
     set_str(&cs->s->rv, NULL);
   }
-  tick(cs);
+  kick(cs);
 }
 
 /* ---- writes ------------------------------------------------------------------------------ */
@@ -174,10 +184,13 @@ static int start(co_certstore_t *cs, op_t op, co_verb_t verb, const char *path, 
   s->req.data = cs;
   int rc = co_req_start(&s->req, verb, path, body, body ? strlen(body) : 0, op_done);
   co_free(body);
-  if (rc == 0)
+  if (rc == 0) {
     s->op = op;
-  else
+  } else {
     cs->stats.errors++;
+    s->retry_ms = now_ms(s) + RETRY_MS;
+    co_log(CO_LOG_WARN, "cannot start a webhook certificate request", CO_S("path", path), CO_E(rc));
+  }
   return rc;
 }
 
@@ -494,19 +507,19 @@ int co_certstore_init(co_client_t *client, co_certstore_t *cs, const co_certstor
 int co_certstore_start(co_certstore_t *cs) {
   state_t *s = cs->s;
   /* A twentieth of the validity, so rotation (at a third left) is never late by much. */
-  uint64_t every = (uint64_t)s->validity_s * 1000 / 20;
-  if (every < 1000)
-    every = 1000;
-  if (every > 60000)
-    every = 60000;
-  uv_timer_start(&s->timer, on_timer, every, every);
+  s->every_ms = (uint64_t)s->validity_s * 1000 / 20;
+  if (s->every_ms < 1000)
+    s->every_ms = 1000;
+  if (s->every_ms > 60000)
+    s->every_ms = 60000;
+  uv_timer_start(&s->timer, on_timer, s->every_ms, s->every_ms);
   return co_reflector_start(&s->watch);
 }
 
 void co_certstore_set_leader(co_certstore_t *cs, int leading) {
   cs->s->leader = leading;
-  if (leading)
-    tick(cs);
+  if (leading && cs->s->every_ms > 0)
+    kick(cs);
 }
 
 static void free_all(co_certstore_t *cs) {

@@ -134,3 +134,15 @@ wait_event() {
 sanitizer_clean() {
   ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$CTRL_LOG"
 }
+
+# webhook_local NAME PORT: points every webhook of the MutatingWebhookConfiguration NAME (the
+# bundle's is "confidential-operator") at https://127.0.0.1:PORT/mutate, where a controller run
+# on this host serves it: the API server here has no route to the bundle's Service, and would
+# wait timeoutSeconds on every create instead of failing open at once.
+webhook_local() {
+  local n
+  n=$(kc get mutatingwebhookconfiguration "$1" -o jsonpath='{.webhooks[*].name}' | wc -w)
+  kc patch mutatingwebhookconfiguration "$1" --type=json -p "$(
+    jq -cn --argjson n "$n" --arg url "https://127.0.0.1:$2/mutate" \
+      '[range(0; $n) as $i | {op: "replace", path: "/webhooks/\($i)/clientConfig", value: {url: $url}}]')" >/dev/null
+}

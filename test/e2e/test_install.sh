@@ -8,6 +8,7 @@ INST_NS=confidential-system
 INST_SA=confidential-operator-controller
 INST_USER=system:serviceaccount:$INST_NS:$INST_SA
 INST_DEPLOY=deploy/confidential-operator-controller
+INST_WH_PORT=19444
 
 # Granted (group/resource verb) pairs that the scenario is allowed not to use, one per line with
 # the reason after a '#'. Empty: the scenario uses every granted verb. (Only a binary built
@@ -130,6 +131,18 @@ test_install_bundle_applies() {
   check "second apply wrote nothing (resourceVersions unchanged)" diff "$d/rv1.txt" "$d/rv2.txt"
   check "kubectl diff finds no difference" bash -c "'$CO_KUBECTL' --kubeconfig='$KUBECONFIG' diff \
     -f manifests/install.yaml >'$d/diff.out' 2>&1"
+
+  # The webhook configuration: fail open, short timeout, system namespaces never sent.
+  local mwc=mutatingwebhookconfiguration/confidential-operator
+  check "webhook failurePolicy Ignore" wait_jp "" $mwc '{.webhooks[*].failurePolicy}' "Ignore Ignore" 1
+  check "webhook timeoutSeconds 3" wait_jp "" $mwc '{.webhooks[*].timeoutSeconds}' "3 3" 1
+  check "webhook excludes the system namespaces and the operator's" wait_jp "" $mwc \
+    '{.webhooks[0].namespaceSelector.matchExpressions[0].values}' \
+    '["kube-system","kube-public","kube-node-lease","confidential-system"]' 1
+  check "webhook Service 443 -> webhook port" \
+    wait_jp "$INST_NS" svc/confidential-operator-webhook '{.spec.ports[0].port}/{.spec.ports[0].targetPort}' 443/webhook 1
+  # Nothing serves the Service here: later tests must not wait on it.
+  kc delete $mwc >/dev/null
 }
 
 # ---- least privilege ------------------------------------------------------------------------
@@ -238,11 +251,21 @@ YAML
     reserved+=$'\ncoordination.k8s.io/leases get # leader election not in this binary'
     reserved+=$'\ncoordination.k8s.io/leases update # leader election not in this binary'
   fi
+  # The webhook: the Secret created anew, the caBundle injected into the bundle's configuration
+  # (pointed at this host), the Secret replaced once when it is found unusable (below).
+  kc -n "$INST_NS" delete secret confidential-operator-webhook-cert --ignore-not-found >/dev/null
+  webhook_local confidential-operator "$INST_WH_PORT"
   # The audit log from here on is the controller's (the test's own kubectl calls above used the
   # token too; they are also excluded by their user agent).
   sleep 0.5
   a0=$(wc -l < "$audit")
-  ctrl_start lp --kubeconfig="$d/kubeconfig" --operator-namespace="$INST_NS" "${le[@]}"
+  ctrl_start lp --kubeconfig="$d/kubeconfig" --operator-namespace="$INST_NS" "${le[@]}" \
+    --webhook-bind-address=127.0.0.1:$INST_WH_PORT
+  check "webhook certificate created and loaded" wait_log '.msg=="webhook listening"' 20
+  check "caBundle injected" wait_log '.msg=="webhook CA bundle injected"' 20
+  kc -n "$INST_NS" patch secret confidential-operator-webhook-cert --type=merge \
+    -p '{"data":{"tls.crt":"bm90IGEgY2VydGlmaWNhdGU="}}' >/dev/null
+  check "an unusable certificate Secret is replaced" wait_log '.msg=="webhook certificate Secret rotated"' 20
   check "env opt-in Deployment rewritten" \
     wait_jp $ns deploy/akash-app '{.spec.template.spec.runtimeClassName}' kata-qemu 20
   check "StatefulSet selected by the CR rewritten" \
@@ -320,4 +343,5 @@ YAML
   kc delete clusterrolebinding/e2e-lp-extra clusterrole/e2e-lp-extra >/dev/null
 
   kc delete namespace $ns --wait=false >/dev/null
+  kc delete mutatingwebhookconfiguration confidential-operator --ignore-not-found >/dev/null
 }

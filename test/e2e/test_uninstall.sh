@@ -26,6 +26,7 @@ un_none_marked() {
 test_uninstall_order() {
   wl_setup
   check "the bundle applies" inst_quiet kc apply -f manifests/install.yaml
+  webhook_local confidential-operator 9443 # the controller below serves it on this host
   kc create namespace $UN_NS >/dev/null
   wm_deploy $UN_NS by-cr
   wm_deploy $UN_NS by-env 'env=[{name: KATA, value: "true"}]'
