@@ -201,10 +201,12 @@ test_webhook_two_replicas_one_certificate() {
   kc -n confidential-system delete secret $WH_SECRET --ignore-not-found >/dev/null
   local l1=$E2E_DIR/wh-r1.log l2=$E2E_DIR/wh-r2.log p1 p2
   "$CO_BIN" controller --log-format=json --webhook-bind-address=127.0.0.1:$WH_PORT \
-    --webhook-config-name=$WH_CONFIG --leader-elect=true --leader-elect-retry-period=1 >"$l1" 2>&1 &
+    --webhook-config-name=$WH_CONFIG --leader-elect=true --leader-elect-retry-period=1 \
+    --http-bind-address= >"$l1" 2>&1 &
   p1=$!
   "$CO_BIN" controller --log-format=json --webhook-bind-address=127.0.0.1:$((WH_PORT + 1)) \
-    --webhook-config-name=$WH_CONFIG --leader-elect=true --leader-elect-retry-period=1 >"$l2" 2>&1 &
+    --webhook-config-name=$WH_CONFIG --leader-elect=true --leader-elect-retry-period=1 \
+    --http-bind-address= >"$l2" 2>&1 &
   p2=$!
   local f1="" f2="" i
   for i in $(seq 1 100); do
