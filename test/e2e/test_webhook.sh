@@ -145,6 +145,8 @@ test_webhook_pods_and_system_namespaces() {
 test_webhook_down_fails_open_controller_converges() {
   local ns=e2e-wh-down
   wh_setup
+  # A fresh certificate: not one left nearly expired by the rotation test.
+  kc -n confidential-system delete secret $WH_SECRET --ignore-not-found >/dev/null
   kc create namespace $ns >/dev/null 2>&1 || true
   local t0 t1
   t0=$(now)
