@@ -5,6 +5,7 @@
 
 #include "co/alloc.h"
 #include "co/controller.h"
+#include "co/nodeobjs.h"
 #include "co/error.h"
 #include "co/hostexec.h"
 #include "co/log.h"
@@ -195,6 +196,25 @@ static int cmd_controller(int argc, char **argv) {
        "deny opted-in pods that would run without a sandbox class (default false)"},
       {"webhook-cert-validity", FLAG_VALIDITY, &o.webhook_cert_validity_s,
        "webhook serving certificate validity in seconds, 60 or more (default 31536000)"},
+      {"node-namespace", FLAG_STR, &o.node_namespace,
+       "namespace (privileged) of the node-agent and kata-deploy DaemonSets and the probe pods "
+       "(default confidential-nodes)"},
+      {"node-agent-image", FLAG_STR, &o.node_agent_image,
+       "image of the node-agent DaemonSet (default confidential-operator:dev)"},
+      {"kata-deploy-version", FLAG_STR, &o.kata_deploy_version,
+       "tag of quay.io/kata-containers/kata-deploy (default " CO_KATA_DEPLOY_DEFAULT_VERSION ")"},
+      {"probe-image", FLAG_STR, &o.probe_image,
+       "image of the sandbox probe pods, needs sh and uname (default busybox:1.36)"},
+      {"probe-interval", FLAG_LONG, &o.probe_interval_s,
+       "seconds between probes of a runtime on a node; also after every restart (default 3600)"},
+      {"probe-timeout", FLAG_LONG, &o.probe_timeout_s,
+       "seconds a probe pod may take (default 300)"},
+      {"restart-timeout", FLAG_LONG, &o.restart_timeout_s,
+       "seconds after which a granted k3s restart is reported as not completing (default 900)"},
+      {"eviction-timeout", FLAG_LONG, &o.eviction_timeout_s,
+       "seconds of blocked evictions before removal reports EvictionTimedOut (default 600)"},
+      {"node-resync", FLAG_LONG, &o.node_resync_s,
+       "seconds between re-applies of the DaemonSets and RuntimeClasses (default 60)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };

@@ -16,6 +16,7 @@
 #include "co/metrics.h"
 #include "co/nodeproto.h"
 #include "co/ops.h"
+#include "co/nodeprep.h"
 #include "co/reconcile.h"
 #include "co/webhook.h"
 #include "cwl.h"
@@ -27,6 +28,7 @@ enum {
   INF_NAMESPACES,
   INF_PODS,
   INF_CWLS,
+  INF_PROBES, /* node preparation's probe pods only (label selector) */
   INF_COUNT
 };
 
@@ -38,6 +40,7 @@ typedef struct app_s {
   co_client_t client;
   co_informer_t informers[INF_COUNT];
   co_reconciler_t rec;
+  co_nodeprep_t np;
   co_lease_t lease;
   co_ops_t ops;
   int ops_open;
@@ -78,6 +81,15 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->webhook_bind_address = ":9443";
   o->webhook_config_name = "confidential-operator";
   o->webhook_cert_validity_s = 365L * 24 * 3600;
+  o->node_namespace = "confidential-nodes";
+  o->node_agent_image = "confidential-operator:dev";
+  o->kata_deploy_version = CO_KATA_DEPLOY_DEFAULT_VERSION;
+  o->probe_image = "busybox:1.36";
+  o->probe_interval_s = 3600;
+  o->probe_timeout_s = 300;
+  o->restart_timeout_s = 900;
+  o->eviction_timeout_s = 600;
+  o->node_resync_s = 60;
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -153,7 +165,7 @@ static void maybe_start(app_t *app) {
     return;
   if (app->leader_elect && !app->lease.leading)
     return;
-  if (co_reconciler_start(&app->rec) == 0)
+  if (co_reconciler_start(&app->rec) == 0 && co_nodeprep_start(&app->np) == 0)
     app->started = 1;
 }
 
@@ -190,12 +202,17 @@ static void notify(co_informer_t *inf, const co_obj_t *o) {
     break;
   case INF_NODES:
     co_reconciler_nodes_changed(&app->rec);
+    co_nodeprep_changed(&app->np);
     break;
   case INF_NAMESPACES:
     co_reconciler_namespace_changed(&app->rec, o);
     break;
   case INF_PODS:
     co_reconciler_pod_changed(&app->rec, o);
+    co_nodeprep_changed(&app->np);
+    break;
+  case INF_PROBES:
+    co_nodeprep_changed(&app->np);
     break;
   case INF_CWLS:
     co_reconciler_cr_changed(&app->rec, o);
@@ -396,16 +413,27 @@ static void on_webhook_closed(co_webhook_t *wh) {
   co_reconciler_close(&app->rec, on_reconciler_closed);
 }
 
+/* Node preparation stops first (leader-only writes), then the webhook, then the reconciler. */
+static void on_nodeprep_closed(co_nodeprep_t *np) {
+  app_t *app = np->data;
+  const co_nodeprep_stats_t *s = &np->stats;
+  co_log(CO_LOG_INFO, "node preparation stopped", CO_I("passes", s->passes),
+         CO_I("node_writes", s->node_writes), CO_I("grants", s->grants), CO_I("probes", s->probes),
+         CO_I("evictions", s->evictions), CO_I("errors", s->write_errors));
+  if (app->webhook_on) {
+    co_webhook_close(&app->webhook, on_webhook_closed);
+    return;
+  }
+  co_reconciler_close(&app->rec, on_reconciler_closed);
+}
+
 static void stop(app_t *app) {
   if (app->stopping)
     return;
   app->stopping = 1;
   co_log(CO_LOG_INFO, "shutting down");
   stop_ops(app);
-  if (app->webhook_on)
-    co_webhook_close(&app->webhook, on_webhook_closed);
-  else
-    co_reconciler_close(&app->rec, on_reconciler_closed);
+  co_nodeprep_close(&app->np, on_nodeprep_closed);
 }
 
 static int webhook_decide(void *ud, char kind, const co_workload_t *w, co_decision_t *out) {
@@ -520,11 +548,12 @@ int co_controller_run(const co_controller_opts_t *opts) {
   co_kubeconfig_free(&cfg);
 
   static const co_informer_handlers_t handlers = {on_add, on_update, on_delete, on_synced};
-  const co_resource_type_t *types[INF_COUNT] = {&co_type_deployments, &co_type_statefulsets,
-                                                &co_type_nodes,       &co_type_namespaces,
-                                                &co_type_pods,        &co_type_cwl};
+  const co_resource_type_t *types[INF_COUNT] = {
+      &co_type_deployments, &co_type_statefulsets, &co_type_nodes,     &co_type_namespaces,
+      &co_type_pods,        &co_type_cwl,          &co_type_probe_pods};
   for (int i = 0; i < INF_COUNT; i++) {
-    co_informer_init(&app->client, &app->informers[i], types[i], &handlers, NULL);
+    co_informer_init(&app->client, &app->informers[i], types[i], &handlers,
+                     i == INF_PROBES ? CO_PROBE_LABEL "=true" : NULL);
     app->informers[i].data = app;
     app->informers[i].reflector.page_limit = (unsigned)opts->list_page_size;
     app->informers_open++;
@@ -534,6 +563,17 @@ int co_controller_run(const co_controller_opts_t *opts) {
                      &inf[INF_STATEFULSETS], &inf[INF_NAMESPACES], &inf[INF_PODS], &inf[INF_CWLS],
                      &inf[INF_NODES], &app->policy);
   app->rec.data = app;
+  co_nodeprep_opts_t npo = {{opts->node_namespace, opts->node_agent_image,
+                             opts->kata_deploy_version, opts->probe_image, app->classes,
+                             app->policy.n_allowed, opts->default_class},
+                            opts->probe_interval_s,
+                            opts->probe_timeout_s,
+                            opts->restart_timeout_s,
+                            opts->eviction_timeout_s,
+                            opts->node_resync_s};
+  co_nodeprep_init(&app->loop, &app->np, &app->client, &inf[INF_NODES], &inf[INF_PODS],
+                   &inf[INF_PROBES], &npo);
+  app->np.data = app;
   app->leader_elect = opts->leader_elect;
   if (app->leader_elect) {
     char ident[300];

@@ -22,6 +22,7 @@
 #define LABEL_TEE CO_DOMAIN "/tee"
 #define RUNTIME_PREFIX "runtime." CO_DOMAIN "/"
 #define COND_RUNTIME "ConfidentialRuntimeReady"
+#define COND_VERIFIED "ConfidentialSandboxVerified" /* the controller's probes */
 #define CWL_PATH "/apis/confidential.cypherpunk.io/v1alpha1"
 #define LINE_WIDTH 100       /* tables with a MESSAGE column are cut to about this width */
 #define MIN_MESSAGE_WIDTH 30 /* ... but the message keeps at least this many characters */
@@ -155,6 +156,8 @@ static void project_node(st_list_t *l, const cJSON *item) {
   add_str(row, "kernelVersion", jstr_ne(jpath2(item, "status", "nodeInfo"), "kernelVersion"));
   cJSON_AddItemToObject(row, "confidentialRuntimeReady",
                         condition_summary(find_condition(item, COND_RUNTIME)));
+  cJSON_AddItemToObject(row, "confidentialSandboxVerified",
+                        condition_summary(find_condition(item, COND_VERIFIED)));
   cJSON_AddItemToArray(l->rows, row);
 }
 
@@ -641,17 +644,26 @@ static char *num_str(const cJSON *o, const char *k) {
   return cJSON_IsNumber(v) ? fmt("%.0f", v->valuedouble) : co_strdup("?");
 }
 
+/* Node conditions shown as columns, each with its message as a numbered note. */
+static const char *const cond_keys[] = {"confidentialRuntimeReady", "confidentialSandboxVerified"};
+static const char *const cond_heads[] = {"RUNTIME-READY", "SANDBOX-VERIFIED"};
+#define N_COND_COLS 2
+
 static void print_nodes(st_app_t *app, const strset_t *classes, FILE *out) {
   const cJSON *rows = app->lists[L_NODES].rows;
   const cJSON *row;
-  int any_cond = 0;
+  int any_cond[N_COND_COLS] = {0, 0};
+  size_t ncond = 0;
   cJSON_ArrayForEach(row, rows) {
-    if (cJSON_IsObject(jget(row, "confidentialRuntimeReady")))
-      any_cond = 1;
+    for (int k = 0; k < N_COND_COLS; k++)
+      if (cJSON_IsObject(jget(row, cond_keys[k])))
+        any_cond[k] = 1;
   }
-  size_t nc = 3 + classes->n + 2 + (any_cond ? 1 : 0);
+  for (int k = 0; k < N_COND_COLS; k++)
+    ncond += (size_t)any_cond[k];
+  size_t nc = 3 + classes->n + 2 + ncond;
   const char **cells = co_calloc(nc, sizeof(char *));
-  char *owned[2] = {NULL, NULL}; /* the READY and RUNTIME-READY cells of a row */
+  char *owned[1 + N_COND_COLS] = {NULL, NULL, NULL}; /* the READY and condition cells */
   tbl_t t;
   tbl_init(&t, nc);
   size_t c = 0;
@@ -662,8 +674,9 @@ static void print_nodes(st_app_t *app, const strset_t *classes, FILE *out) {
     cells[c++] = classes->v[i];
   cells[c++] = "TEE";
   cells[c++] = "KERNEL";
-  if (any_cond)
-    cells[c++] = "RUNTIME-READY";
+  for (int k = 0; k < N_COND_COLS; k++)
+    if (any_cond[k])
+      cells[c++] = cond_heads[k];
   tbl_add(&t, cells);
   co_buf_t notes;
   co_buf_init(&notes, 16u << 20);
@@ -679,33 +692,36 @@ static void print_nodes(st_app_t *app, const strset_t *classes, FILE *out) {
       cells[c++] = jstr(jget(row, "runtimes"), classes->v[i]);
     cells[c++] = jstr(row, "tee");
     cells[c++] = jstr(row, "kernelVersion");
-    if (any_cond) {
-      const cJSON *cond = jget(row, "confidentialRuntimeReady");
-      if (cJSON_IsObject(cond)) {
-        const char *msg = jstr(cond, "message");
-        const char *reason = jstr(cond, "reason");
-        if (msg != NULL && msg[0] != '\0') {
-          char *m = sanitize(msg), *n = sanitize(jstr(row, "name"));
-          co_buf_appendf(&notes, "  [%d] %s: %s\n", ++nnote, n, m);
-          co_free(m);
-          co_free(n);
-        }
-        owned[1] = fmt("%s%s%s", jstr(cond, "status") ? jstr(cond, "status") : "Unknown",
-                       reason ? "/" : "", reason ? reason : "");
-        if (msg != NULL && msg[0] != '\0') {
-          char *x = fmt("%s [%d]", owned[1], nnote);
-          co_free(owned[1]);
-          owned[1] = x;
-        }
-        cells[c++] = owned[1];
-      } else {
+    for (int k = 0; k < N_COND_COLS; k++) {
+      if (!any_cond[k])
+        continue;
+      const cJSON *cond = jget(row, cond_keys[k]);
+      if (!cJSON_IsObject(cond)) {
         cells[c++] = NULL;
+        continue;
       }
+      const char *msg = jstr(cond, "message");
+      const char *reason = jstr(cond, "reason");
+      if (msg != NULL && msg[0] != '\0') {
+        char *m = sanitize(msg), *n = sanitize(jstr(row, "name"));
+        co_buf_appendf(&notes, "  [%d] %s: %s\n", ++nnote, n, m);
+        co_free(m);
+        co_free(n);
+      }
+      owned[1 + k] = fmt("%s%s%s", jstr(cond, "status") ? jstr(cond, "status") : "Unknown",
+                         reason ? "/" : "", reason ? reason : "");
+      if (msg != NULL && msg[0] != '\0') {
+        char *x = fmt("%s [%d]", owned[1 + k], nnote);
+        co_free(owned[1 + k]);
+        owned[1 + k] = x;
+      }
+      cells[c++] = owned[1 + k];
     }
     tbl_add(&t, cells);
-    co_free(owned[0]);
-    co_free(owned[1]);
-    owned[0] = owned[1] = NULL;
+    for (int k = 0; k < 1 + N_COND_COLS; k++) {
+      co_free(owned[k]);
+      owned[k] = NULL;
+    }
   }
   title(app, out, "NODES");
   if (t.nrows == 1)

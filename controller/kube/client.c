@@ -348,7 +348,7 @@ static uint64_t retry_delay_ms(long retry_after_s, unsigned n) {
  * repeat (5xx on GET). Connection failures are left to the caller's own backoff (reflector,
  * work queue), so that an unreachable server is reported at once, not after minutes. */
 static int retryable(const co_req_t *req, int err, long retry_after_s) {
-  if (req->on_data != NULL)
+  if (req->on_data != NULL || req->no_retry)
     return 0; /* the watch owner decides: it must resume from its own resourceVersion */
   if (req->http_status == 0)
     return 0; /* no answer at all */

@@ -9,6 +9,7 @@
 
 #include "co/alloc.h"
 #include "co/error.h"
+#include "co/event.h"
 #include "co/log.h"
 #include "co/metrics.h"
 #include "cwl.h"
@@ -193,45 +194,17 @@ static void emit_event(co_reconciler_t *rec, const char *type, const char *reaso
            CO_S("kind", kind), CO_S("namespace", ns), CO_S("name", name));
     return;
   }
-  char when[48];
-  now_rfc3339(when, sizeof(when), 1);
-  cJSON *ev = cJSON_CreateObject();
-  cJSON *md = cJSON_AddObjectToObject(ev, "metadata");
-  /* Named like client-go's recorder: <object>.<unix nanoseconds in hex>. */
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  unsigned long long nanos =
-      (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
-  char evname[300];
-  snprintf(evname, sizeof(evname), "%.230s.%llx", name, nanos);
-  cJSON_AddStringToObject(md, "name", evname);
-  cJSON_AddStringToObject(md, "namespace", ns);
-  cJSON_AddStringToObject(ev, "eventTime", when);
-  cJSON_AddStringToObject(ev, "reportingController", CO_DOMAIN "/controller");
-  cJSON_AddStringToObject(ev, "reportingInstance", rec->instance);
-  cJSON_AddStringToObject(ev, "action", action);
-  cJSON_AddStringToObject(ev, "reason", reason);
-  cJSON_AddStringToObject(ev, "type", type);
-  cJSON_AddStringToObject(ev, "note", note);
-  cJSON *reg = cJSON_AddObjectToObject(ev, "regarding");
-  cJSON_AddStringToObject(reg, "kind", kind);
-  cJSON_AddStringToObject(
-      reg, "apiVersion",
-      strcmp(kind, "ConfidentialWorkload") == 0 ? CO_CWL_GROUP "/" CO_CWL_VERSION : "apps/v1");
-  cJSON_AddStringToObject(reg, "namespace", ns);
-  cJSON_AddStringToObject(reg, "name", name);
-  if (uid != NULL)
-    cJSON_AddStringToObject(reg, "uid", uid);
-  char *body = cJSON_PrintUnformatted(ev);
-  cJSON_Delete(ev);
+  const char *api =
+      strcmp(kind, "ConfidentialWorkload") == 0 ? CO_CWL_GROUP "/" CO_CWL_VERSION : "apps/v1";
+  co_event_t e = {rec->instance, type, reason, action, api, kind, ns, name, uid, note};
+  char path[KEY_MAX];
+  char *body = co_event_body(&e, path, sizeof(path));
   op_t *op = co_calloc(1, sizeof(*op));
   op->rec = rec;
   op->kind = OP_EVENT;
   op->reason = co_strdup(reason);
   co_req_init(rec->client, &op->req);
   op->req.data = op;
-  char path[KEY_MAX];
-  snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", ns);
   if (co_req_start(&op->req, CO_POST, path, body, strlen(body), on_event_done) == 0) {
     rec->in_flight++;
     rec->events_pending++;

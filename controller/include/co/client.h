@@ -90,6 +90,8 @@ struct co_client_s {
 struct co_req_s {
   /* public */
   void *data;
+  int no_retry; /* set after co_req_init: never retry, not even a 429 (an eviction's 429 means
+                   a PodDisruptionBudget blocks it: the caller decides when to try again) */
   /* read-only, valid from the callback until the next start or cleanup */
   int err;              /* 0 or a CO_E* code */
   long http_status;     /* 0 when no answer was received */

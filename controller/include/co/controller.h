@@ -29,6 +29,12 @@ typedef struct co_controller_opts_s {
   const char *webhook_config_name;  /* MutatingWebhookConfiguration that gets the caBundle */
   int webhook_fail_closed;          /* deny opted-in pods that would run unsandboxed */
   long webhook_cert_validity_s;     /* serving certificate validity */
+  /* Node preparation (borrowed strings). */
+  const char *node_namespace;      /* the node-agent and kata-deploy DaemonSets, probe pods */
+  const char *node_agent_image;    /* image of the node-agent DaemonSet */
+  const char *kata_deploy_version; /* tag of quay.io/kata-containers/kata-deploy */
+  const char *probe_image;         /* probe pods: a small image with sh and uname */
+  long probe_interval_s, probe_timeout_s, restart_timeout_s, eviction_timeout_s, node_resync_s;
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);
