@@ -607,18 +607,9 @@ static void clear_node(co_nodeprep_t *np, const co_node_t *n) {
   mp_send(np, &p, n, "clear labels and annotations");
 }
 
-static int has_operator_state(const co_node_t *n) {
-  if (n->annotations.count > 0)
-    return 1;
-  const char *kv = n->labels.data;
-  for (uint32_t i = 0; i < n->labels.count; i++) {
-    if (strncmp(kv, CO_DOMAIN "/", strlen(CO_DOMAIN) + 1) == 0 ||
-        strncmp(kv, CO_NODE_RUNTIME_LABEL_PREFIX, strlen(CO_NODE_RUNTIME_LABEL_PREFIX)) == 0)
-      return 1;
-    kv += strlen(kv) + 1;
-  }
-  return 0;
-}
+/* Only nodes the controller took in (agent=true) are taken back out: runtime labels someone
+ * else set by hand on a node never enabled are not ours to remove. */
+static int has_operator_state(const co_node_t *n) { return is_true(label(n, CO_NODE_LABEL_AGENT)); }
 
 /* The removal steps for a node whose enabled label is gone; one write per pass. Returns the
  * delay after which the pass should look again (0: an informer event will come). */
@@ -904,6 +895,7 @@ static void reconcile_nodes(co_nodeprep_t *np) {
   uint64_t now = now_ms(np), next = 0;
   int stale = 0;
   const char *busy = NULL;
+  int agents_working = 0; /* a non-server node's agent is still preparing or removing */
   size_t nn = np->nodes->count, nc = 0;
   cand_t *cands = co_calloc(nn + 1, sizeof(*cands));
   /* Pass 1: the restart view of the cluster. */
@@ -914,6 +906,11 @@ static void reconcile_nodes(co_nodeprep_t *np) {
     np_node_t *st = state_get(np, o->name);
     if (st->min_rv > rv_num(o->rv) || st->busy)
       stale = 1;
+    const char *as = ann(n, CO_NODE_ANN_AGENT_STATE);
+    if (!is_server(n) && (ann(n, CO_NODE_ANN_RESTART_REQUEST) != NULL ||
+                          same(as, CO_AGENT_DETECTING) || same(as, CO_AGENT_RESTART_REQUESTED) ||
+                          same(as, CO_AGENT_RESTARTING) || same(as, CO_AGENT_REMOVING)))
+      agents_working = 1;
     const char *why = restarting(np, n, st);
     if (why != NULL) {
       if (!st->restarting) {
@@ -995,7 +992,11 @@ static void reconcile_nodes(co_nodeprep_t *np) {
     qsort(cands, nc, sizeof(*cands), cand_cmp);
     const cand_t *c = &cands[0];
     np_node_t *st = state_get(np, c->n->meta.name);
-    if (!st->busy) {
+    /* A server restarts only once no agent node is still on its way (k3s agents first). */
+    if (c->server && agents_working) {
+      co_log(CO_LOG_DEBUG, "server restart waits for the agent nodes",
+             CO_S("node", c->n->meta.name));
+    } else if (!st->busy) {
       st->restart_since_ms = now;
       st->restarting = 1;
       np->stats.grants++;
