@@ -12,7 +12,8 @@
 /* k3s keeps containerd's configuration here (node-install.md §1.4). */
 #define K3S_CONTAINERD_DIR "/var/lib/rancher/k3s/agent/etc/containerd/"
 
-/* kata-deploy 4.1.0 chart figures (node-install.md §3); gVisor defines none upstream. */
+/* kata-deploy 4.1.0 chart figures (node-install.md §3), written as the API server normalises
+ * them (2048Mi is stored as 2Gi) so that re-applying changes nothing; gVisor defines none. */
 static const struct {
   const char *name, *handler, *memory, *cpu, *tee;
 } known[] = {
@@ -22,8 +23,8 @@ static const struct {
     {"kata-clh", "kata-clh", "130Mi", "250m", NULL},
     {"kata-fc", "kata-fc", "130Mi", "250m", NULL},
     {"kata-dragonball", "kata-dragonball", "130Mi", "250m", NULL},
-    {"kata-qemu-snp", "kata-qemu-snp", "2048Mi", "1", "snp"},
-    {"kata-qemu-tdx", "kata-qemu-tdx", "2048Mi", "1", "tdx"},
+    {"kata-qemu-snp", "kata-qemu-snp", "2Gi", "1", "snp"},
+    {"kata-qemu-tdx", "kata-qemu-tdx", "2Gi", "1", "tdx"},
     {"gvisor", "runsc", NULL, NULL, NULL},
 };
 
