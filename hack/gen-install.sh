@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Generates the install bundle manifests/install.yaml from its parts:
 #   manifests/namespace.yaml, crd/confidentialworkloads.yaml, manifests/rbac.yaml,
-#   manifests/controller.yaml, manifests/node-agent-rbac.yaml, manifests/node-agent.yaml,
-#   manifests/webhook.yaml
+#   manifests/controller.yaml, manifests/node-agent-rbac.yaml,
+#   manifests/nodeprep-rbac.yaml, manifests/node-agent.yaml, manifests/webhook.yaml
 # (in that order: namespace and CRD before what lives in them), with the image reference (the
 # ${CO_IMAGE} placeholder of manifests/controller.yaml and manifests/node-agent.yaml) set.
 #
@@ -22,7 +22,8 @@ cd "$(dirname "$0")/.."
 source hack/lib/image-lib.sh
 
 PARTS=(manifests/namespace.yaml crd/confidentialworkloads.yaml manifests/rbac.yaml manifests/controller.yaml
-  manifests/node-agent-rbac.yaml manifests/node-agent.yaml manifests/webhook.yaml)
+  manifests/node-agent-rbac.yaml manifests/nodeprep-rbac.yaml manifests/node-agent.yaml
+  manifests/webhook.yaml)
 OUT=manifests/install.yaml
 IMAGE=${CO_IMAGE:-$(co_default_image)}
 [ "${1:-}" != --check ] || IMAGE=$(co_default_image)
