@@ -274,6 +274,27 @@ YAML
   check "CR status summary" wait_jp $ns cwl/db '{.status.workloadsSummary}' "1/1 sandboxed" 5
   check "finalizer set" wait_jp $ns cwl/db '{.metadata.finalizers[0]}' confidential.cypherpunk.io/finalizer 1
   check "plain Deployment untouched" wait_jp $ns deploy/plain '{.metadata.generation}' 1 1
+  # Node preparation (helpers of test_nodeprep.sh): kwok-node-1 enabled, its runtime verified by
+  # a probe pod, a sandboxed pod on it evicted when it is taken back out, the node cleared.
+  np_reset_node kwok-node-1
+  kc label node kwok-node-1 confidential.cypherpunk.io/enabled=true >/dev/null
+  kc annotate node kwok-node-1 confidential.cypherpunk.io/agent-state=Prepared --overwrite >/dev/null
+  check "node: agent=true" wait_jp "" node/kwok-node-1 '{.metadata.labels.confidential\.cypherpunk\.io/agent}' true 20
+  check "node: kata-qemu verified by the probe" np_ready_runtime kwok-node-1 kata-qemu 6.12.8-kata
+  kc -n $ns apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata: {name: sandboxed}
+spec:
+  nodeName: kwok-node-1
+  runtimeClassName: kata-qemu
+  containers: [{name: app, image: fake}]
+YAML
+  kc label node kwok-node-1 confidential.cypherpunk.io/enabled- >/dev/null
+  check "node: sandboxed pod evicted" inst_quiet kc -n $ns wait --for=delete pod/sandboxed --timeout=30s
+  check "node: agent-action=remove" wait_jp "" node/kwok-node-1 '{.metadata.annotations.confidential\.cypherpunk\.io/agent-action}' remove 20
+  kc annotate node kwok-node-1 confidential.cypherpunk.io/agent-state=Removed --overwrite >/dev/null
+  check "node: cleared" wait_jp "" node/kwok-node-1 '{.metadata.labels.confidential\.cypherpunk\.io/agent}' "" 20
   kc -n $ns delete cwl db --wait=false >/dev/null
   check "StatefulSet restored after the CR is deleted" \
     wait_jp $ns sts/db '{.spec.template.spec.runtimeClassName}' "" 15
