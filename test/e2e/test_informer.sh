@@ -36,7 +36,13 @@ YAML
 
   t=$(kc_write label node kwok-node-0 confidential.cypherpunk.io/enabled=true --overwrite)
   wait_event nodes update kwok-node-0 "$t" 1
+  # Node preparation answers the label (agent=true, then its cleanup once the label is gone):
+  # let it settle before counting events.
+  local agent_jp='{.metadata.labels.confidential\.cypherpunk\.io/agent}'
+  for _ in $(seq 1 100); do [ -n "$(kc get node kwok-node-0 -o jsonpath="$agent_jp")" ] && break; sleep 0.1; done
   kc label node kwok-node-0 confidential.cypherpunk.io/enabled- >/dev/null
+  for _ in $(seq 1 100); do [ -z "$(kc get node kwok-node-0 -o jsonpath="$agent_jp")" ] && break; sleep 0.1; done
+  sleep 1
 
   # Node heartbeats change nothing the controller reads: no update events for them.
   local before after
