@@ -338,7 +338,7 @@ static void on_op_done(co_req_t *req) {
     np->pass_failed = 0;
     /* A pass that wrote looks again soon: steps it deferred (one write per node) go on even
      * when the write changes nothing the informers report. */
-    if (!np->closing)
+    if (!np->closing && !f)
       co_wq_add_after(&np->queue, KEY_NODES, 500);
     pass_finished(np, KEY_NODES, f);
   } else if (pass == 'a' && --np->apply_pending == 0) {
