@@ -108,6 +108,7 @@ np_node_events() {
 
 np_setup() {
   np_namespace
+  kc delete runtimeclass kata-clh --ignore-not-found >/dev/null # left by other tests' controllers
   kc -n $NP_NS delete pods -l $NP_D/probe=true --grace-period=0 --force >/dev/null 2>&1
   np_reset_node $NP_N0
   np_reset_node $NP_N1
