@@ -33,7 +33,7 @@ fi
 
 echo "== install: namespaces, CRD, RBAC from the bundle"
 kc apply -f manifests/namespace.yaml -f crd/confidentialworkloads.yaml -f manifests/rbac.yaml \
-  -f manifests/node-namespace.yaml -f manifests/nodeprep-rbac.yaml >/dev/null
+  -f manifests/node-agent-rbac.yaml -f manifests/nodeprep-rbac.yaml >/dev/null
 kc wait --for=condition=Established --timeout=30s crd/confidentialworkloads.confidential.cypherpunk.io >/dev/null
 
 echo "== nodes: kwok-node-0 opted in"

@@ -18,14 +18,9 @@ NP_FLAGS=(--node-namespace=$NP_NS --probe-interval=3 --probe-timeout=60 --node-r
 
 np_quiet() { "$@" >/dev/null 2>&1; }
 
-# np_namespace: the privileged namespace of the node DaemonSets (the bundle's node-namespace part).
+# np_namespace: the privileged namespace of the node DaemonSets and the RBAC of the bundle.
 np_namespace() {
-  kc apply -f manifests/node-namespace.yaml -f manifests/nodeprep-rbac.yaml >/dev/null
-  if [ -f manifests/node-agent-rbac.yaml ]; then
-    kc apply -f manifests/node-agent-rbac.yaml >/dev/null
-  else
-    kc -n $NP_NS create serviceaccount confidential-operator-node-agent >/dev/null 2>&1
-  fi
+  kc apply -f manifests/node-agent-rbac.yaml -f manifests/nodeprep-rbac.yaml >/dev/null
 }
 
 # np_reset_node NODE: removes everything node preparation (or the test) put on the node.
