@@ -2,8 +2,10 @@
  * the node-agent and kata-deploy DaemonSets, the RuntimeClasses of the enabled runtimes (with
  * kata-deploy's overhead figures) and the probe pod that proves a sandbox has its own kernel.
  *
- * The controller applies them with server-side apply; the same builders are the single source
- * of truth for their specs (the bundle carries only the namespace and RBAC they run with). */
+ * The controller applies them with server-side apply. The bundle carries the namespace and RBAC
+ * they run with, and the node-agent DaemonSet too (manifests/node-agent.yaml, so that the agent
+ * can be installed and inspected without the controller): co_nodeobj_agent_ds builds that same
+ * object, and test/e2e/test_nodeprep.sh fails when the two differ. */
 #ifndef CO_NODEOBJS_H
 #define CO_NODEOBJS_H
 
