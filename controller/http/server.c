@@ -38,6 +38,8 @@ typedef struct {
   struct co_http_impl_s *impl;
 } conn_t;
 
+#define RETIRED_MAX 8
+
 typedef struct {
   h2o_handler_t super;
   struct co_http_impl_s *impl;
@@ -52,7 +54,12 @@ struct co_http_impl_s {
   listener_t *listeners[CO_HTTP_MAX_LISTENERS];
   size_t nlisteners;
   SSL_CTX *ssl_ctx; /* current certificate; TLS listeners point at it */
-  size_t conns;     /* accepted TCP handles not yet closed */
+  /* Replaced contexts, kept until close (the oldest goes past RETIRED_MAX): libh2o may free a
+   * handshaking connection's SSL and make a new one from SSL_get_SSL_CTX of the old, so a
+   * context must outlive the SSL objects made from it by more than their own references. */
+  SSL_CTX *retired[RETIRED_MAX];
+  size_t nretired;
+  size_t conns; /* accepted TCP handles not yet closed */
   size_t open_listeners;
   uv_timer_t drain; /* during close: closes idle connections, waits for the rest */
   uv_idle_t sentinel;
@@ -120,15 +127,22 @@ static int make_ssl_ctx(const char *cert_pem, const char *key_pem, SSL_CTX **out
   return 0;
 }
 
-/* Installs a new context for connections accepted from now on. Open connections hold their own
- * reference (their SSL object), so freeing ours never disturbs them. */
+/* Installs a new context for connections accepted from now on; the old one is retired (see
+ * retired above), not freed. */
 static void install_ssl_ctx(struct co_http_impl_s *impl, SSL_CTX *ssl) {
   SSL_CTX *old = impl->ssl_ctx;
   impl->ssl_ctx = ssl;
   for (size_t i = 0; i < impl->nlisteners; i++)
     if (impl->listeners[i]->tls)
       impl->listeners[i]->accept_ctx.ssl_ctx = ssl;
-  SSL_CTX_free(old);
+  if (old == NULL)
+    return;
+  if (impl->nretired == RETIRED_MAX) {
+    SSL_CTX_free(impl->retired[0]);
+    memmove(impl->retired, impl->retired + 1, (RETIRED_MAX - 1) * sizeof(impl->retired[0]));
+    impl->nretired--;
+  }
+  impl->retired[impl->nretired++] = old;
 }
 
 /* ---- requests ---- */
@@ -514,6 +528,9 @@ static void finish_close_if_done(struct co_http_impl_s *impl) {
   h2o_config_dispose(&impl->config);
   SSL_CTX_free(impl->ssl_ctx);
   impl->ssl_ctx = NULL;
+  for (size_t i = 0; i < impl->nretired; i++)
+    SSL_CTX_free(impl->retired[i]);
+  impl->nretired = 0;
   impl->drain.data = impl;
   uv_close((uv_handle_t *)&impl->drain, on_drain_closed);
 }
