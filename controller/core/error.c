@@ -1,6 +1,9 @@
 /* The error table's strings and the HTTP status mapping. */
 #include "co/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *co_strerror(int err) {
   switch (err) {
   case CO_OK:
@@ -63,4 +66,14 @@ int co_err_from_http(long status) {
   if (status >= 500 && status < 600)
     return CO_ESERVER;
   return CO_EHTTP;
+}
+
+void co_set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  if (vsnprintf(err, errlen, fmt, ap) < 0)
+    err[0] = '\0';
+  va_end(ap);
 }

@@ -28,17 +28,6 @@ typedef struct {
   size_t nimports;
 } scan_t;
 
-static void set_err(char *err, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t n, const char *fmt, ...) {
-  if (err == NULL || n == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-}
-
 static int read_all(const char *path, co_buf_t *b) {
   co_buf_reset(b);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -274,8 +263,8 @@ int co_k3s_rendered_read(const char *host_root, co_k3s_rendered_t *out, char *er
     rc = scan(out, s, b.data, b.len, out->version ? out->version : 3);
   }
   if (rc != 0) {
-    set_err(err, errlen, "%s/config.toml: %s", CO_K3S_CONTAINERD_DIR,
-            rc == CO_ENOTFOUND ? "missing (k3s has not rendered it yet)" : co_strerror(rc));
+    co_set_err(err, errlen, "%s/config.toml: %s", CO_K3S_CONTAINERD_DIR,
+               rc == CO_ENOTFOUND ? "missing (k3s has not rendered it yet)" : co_strerror(rc));
     co_buf_free(&b);
     co_free(s);
     return rc;

@@ -379,17 +379,6 @@ static int parse_rendered(const char *data, size_t len, rendered_t *r) {
 
 /* ---- detection ------------------------------------------------------------------------------ */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* The k3s service PATH, searched for alternative runtimes (node-install.md §2). */
 static const char *const bin_dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
                                        "/usr/bin",        "/sbin",          "/bin"};
@@ -418,9 +407,9 @@ static int detect_with(const char *root, const co_nodetemplate_opts_t *opts, co_
   if (server && agent) /* both units: the server data dir decides */
     agent = !(joinp(p, sizeof p, root, "/var/lib/rancher/k3s/server", NULL) == 0 && exists(p));
   if (!server && !agent) {
-    set_err(err, errlen,
-            "not a k3s node: neither k3s.service nor k3s-agent.service in "
-            "/etc/systemd/system");
+    co_set_err(err, errlen,
+               "not a k3s node: neither k3s.service nor k3s-agent.service in "
+               "/etc/systemd/system");
     return CO_ENOTFOUND;
   }
   out->role = agent ? CO_K3S_AGENT : CO_K3S_SERVER;
@@ -432,8 +421,8 @@ static int detect_with(const char *root, const co_nodetemplate_opts_t *opts, co_
   if (rc == 0)
     rc = read_file(p, &b, NULL);
   if (rc != 0) {
-    set_err(err, errlen, "%s/config.toml: %s", CO_K3S_CONTAINERD_DIR,
-            rc == CO_ENOTFOUND ? "missing (k3s has not rendered it yet)" : co_strerror(rc));
+    co_set_err(err, errlen, "%s/config.toml: %s", CO_K3S_CONTAINERD_DIR,
+               rc == CO_ENOTFOUND ? "missing (k3s has not rendered it yet)" : co_strerror(rc));
     co_buf_free(&b);
     return rc;
   }
@@ -443,9 +432,9 @@ static int detect_with(const char *root, const co_nodetemplate_opts_t *opts, co_
     rc = parse_rendered(b.data, b.len, r);
   co_buf_free(&b);
   if (rc != 0) {
-    set_err(err, errlen, "%s/config.toml: %s", CO_K3S_CONTAINERD_DIR,
-            rc == CO_EPARSE ? "malformed (bad table header, version or NUL byte)"
-                            : co_strerror(rc));
+    co_set_err(err, errlen, "%s/config.toml: %s", CO_K3S_CONTAINERD_DIR,
+               rc == CO_EPARSE ? "malformed (bad table header, version or NUL byte)"
+                               : co_strerror(rc));
     rendered_free(r);
     return rc;
   }
@@ -453,16 +442,16 @@ static int detect_with(const char *root, const co_nodetemplate_opts_t *opts, co_
   if (ver == 0 && opts && opts->containerd_major_hint >= 2)
     ver = 3; /* kata-deploy's fallback: containerRuntimeVersion major >= 2 (§1.1 step 6) */
   if (ver == 0) {
-    set_err(err, errlen,
-            "%s/config.toml has no `version` line (pre-2023 k3s using [plugins.cri] "
-            "names?): not supported",
-            CO_K3S_CONTAINERD_DIR);
+    co_set_err(err, errlen,
+               "%s/config.toml has no `version` line (pre-2023 k3s using [plugins.cri] "
+               "names?): not supported",
+               CO_K3S_CONTAINERD_DIR);
     rendered_free(r);
     return CO_EUNSUPPORTED;
   }
   if (ver != 2 && ver != 3) {
-    set_err(err, errlen, "%s/config.toml has `version = %d`: only 2 and 3 are supported",
-            CO_K3S_CONTAINERD_DIR, ver);
+    co_set_err(err, errlen, "%s/config.toml has `version = %d`: only 2 and 3 are supported",
+               CO_K3S_CONTAINERD_DIR, ver);
     rendered_free(r);
     return CO_EUNSUPPORTED;
   }

@@ -20,20 +20,6 @@
 
 typedef enum { KIND_OTHER = 0, KIND_DEPLOYMENT, KIND_STATEFULSET, KIND_POD } kind_t;
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...) {
-  if (errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    err[0] = '\0';
-}
-
 static const char *str_item(const cJSON *o, const char *name) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
   return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -241,14 +227,14 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
     err[0] = '\0';
   if (len > CO_ADMISSION_MAX_BODY) {
     a->stats.malformed++;
-    errf(err, errlen, "AdmissionReview of %zu bytes exceeds the limit of %u bytes", len,
-         CO_ADMISSION_MAX_BODY);
+    co_set_err(err, errlen, "AdmissionReview of %zu bytes exceeds the limit of %u bytes", len,
+               CO_ADMISSION_MAX_BODY);
     return CO_ETOOBIG;
   }
   cJSON *root = body != NULL ? cJSON_ParseWithLength(body, len) : NULL;
   if (root == NULL) {
     a->stats.malformed++;
-    errf(err, errlen, "request body is not JSON");
+    co_set_err(err, errlen, "request body is not JSON");
     return CO_EPARSE;
   }
   int rc = CO_EINVAL;
@@ -257,12 +243,12 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
   const char *op = str_item(req, "operation");
   if (!cJSON_IsObject(root) || !str_is(str_item(root, "apiVersion"), "admission.k8s.io/v1") ||
       !str_is(str_item(root, "kind"), "AdmissionReview")) {
-    errf(err, errlen, "not an admission.k8s.io/v1 AdmissionReview");
+    co_set_err(err, errlen, "not an admission.k8s.io/v1 AdmissionReview");
     goto fail;
   }
   if (!cJSON_IsObject(req) || uid == NULL || uid[0] == '\0' || strlen(uid) > UID_MAX ||
       op == NULL) {
-    errf(err, errlen, "AdmissionReview without a request, its uid or its operation");
+    co_set_err(err, errlen, "AdmissionReview without a request, its uid or its operation");
     goto fail;
   }
 
@@ -284,7 +270,7 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
     if (ns == NULL || ns[0] == '\0')
       ns = str_item(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "namespace");
     if (!cJSON_IsObject(obj) || ns == NULL) {
-      errf(err, errlen, "AdmissionReview request without its object or namespace");
+      co_set_err(err, errlen, "AdmissionReview request without its object or namespace");
       cJSON_Delete(review);
       goto fail;
     }
@@ -300,8 +286,8 @@ int co_admission_review(co_admission_t *a, const char *body, size_t len, char **
                                                  : 'p',
                       &w, &d);
     if (prc != 0) {
-      errf(err, errlen, "the object in the AdmissionReview cannot be decoded: %s",
-           co_strerror(prc));
+      co_set_err(err, errlen, "the object in the AdmissionReview cannot be decoded: %s",
+                 co_strerror(prc));
       project_release(&w, block);
       cJSON_Delete(review);
       goto fail;

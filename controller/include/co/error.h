@@ -2,6 +2,8 @@
 #ifndef CO_ERROR_H
 #define CO_ERROR_H
 
+#include <stddef.h>
+
 /* XX(name, value, text). Values are stable; never renumber. */
 #define CO_ERRNO_MAP(XX)                                 \
   XX(NOMEM, -1, "out of memory")                         \
@@ -49,5 +51,10 @@ const char *co_err_name(int err);
 
 /* Maps an HTTP status code to 0 (2xx) or the matching CO_E* value. */
 int co_err_from_http(long status);
+
+/* Writes a message into the caller's buffer err[0..errlen) (truncated to fit; nothing when err
+ * is NULL or errlen is 0): the one way functions that return a CO_E* code explain it. */
+void co_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif
