@@ -5,6 +5,7 @@
 
 #include "co/alloc.h"
 #include "co/error.h"
+#include "co/objects.h"
 #include "co/log.h"
 
 static const char *str_field(const cJSON *o, const char *k) {
@@ -60,8 +61,7 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
   if (rv != NULL)
     o->rv = memcpy(b, rv, rl + 1);
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
-  if (cJSON_IsNumber(gen))
-    o->generation = (int64_t)gen->valuedouble;
+  o->generation = co_json_int64(gen, 0);
   o->deleting = str_field(md, "deletionTimestamp") != NULL;
   if (t->decode != NULL && t->decode(json, o) != 0) {
     inf->stats.decode_errors++;

@@ -8,6 +8,7 @@
 #include "co/alloc.h"
 #include "co/buf.h"
 #include "co/error.h"
+#include "co/objects.h"
 #include "co/log.h"
 
 enum { ST_IDLE, ST_RUNNING, ST_RELEASING, ST_RELEASED, ST_CLOSING, ST_CLOSED };
@@ -177,8 +178,10 @@ static void on_get(co_req_t *req) {
     return;
   }
   const cJSON *dur = cJSON_GetObjectItemCaseSensitive(spec, "leaseDurationSeconds");
-  uint64_t held_ms = cJSON_IsNumber(dur) && dur->valuedouble > 0 ? (uint64_t)dur->valuedouble * 1000
-                                                                 : l->opts.duration_ms;
+  int64_t dur_s = co_json_int64(dur, 0);
+  /* leaseDurationSeconds is an int32 on the server; a day bounds what another holder claims. */
+  uint64_t held_ms =
+      dur_s > 0 ? (uint64_t)(dur_s < 86400 ? dur_s : 86400) * 1000 : l->opts.duration_ms;
   if (!mine && holder[0] != '\0' && now - l->seen_at_ms < held_ms) {
     /* Someone else holds a live lease. */
     if (l->leading)

@@ -384,6 +384,16 @@ const co_resource_type_t co_type_namespaces = {"namespaces",           "/api/v1/
 const co_resource_type_t co_type_pods = {"pods",     "/api/v1/pods", sizeof(co_pod_t),
                                          pod_decode, pod_release,    pod_equal};
 
+int64_t co_json_int64(const cJSON *v, int64_t dflt) {
+  if (!cJSON_IsNumber(v) || v->valuedouble != v->valuedouble)
+    return dflt;
+  if (v->valuedouble >= 9223372036854775807.0) /* 2^63 */
+    return INT64_MAX;
+  if (v->valuedouble <= -9223372036854775807.0)
+    return INT64_MIN;
+  return (int64_t)v->valuedouble;
+}
+
 const co_resource_type_t co_type_deployments = {"deployments",         "/apis/apps/v1/deployments",
                                                 sizeof(co_workload_t), workload_decode,
                                                 workload_release,      workload_equal};

@@ -298,8 +298,7 @@ static void on_workload_written(co_req_t *req) {
     cJSON *obj = cJSON_ParseWithLength(req->body.data, req->body.len);
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "generation");
-    if (cJSON_IsNumber(g))
-      gen = (int64_t)g->valuedouble;
+    gen = co_json_int64(g, gen);
     cJSON_Delete(obj);
     write_record(rec, op->qkey, op->uid, gen);
     rec->stats.patches++;

@@ -144,7 +144,7 @@ static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w, ch
   w->meta.name = nsv + nl + 1;
   w->meta.uid = uid != NULL ? memcpy(nsv + nl + 1 + ml + 1, uid, ul + 1) : NULL;
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
-  w->meta.generation = cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0;
+  w->meta.generation = co_json_int64(gen, 0);
   if (kind != KIND_POD)
     return co_type_deployments.decode(obj, &w->meta);
   /* The pod's spec where a workload has its template's: one decoder for both. */

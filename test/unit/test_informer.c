@@ -199,4 +199,15 @@ static void test_nodes(void) {
   CO_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
-CO_TEST_MAIN(CO_TEST(test_cache), CO_TEST(test_nodes))
+/* Numbers from outside are clamped, never cast out of range (UBSan checks the cast). */
+static void test_json_int64(void) {
+  cJSON *j = cJSON_Parse("[5.3e51, -5.3e51, 42, 1e999, \"7\"]");
+  CO_CHECK_INT((long long)co_json_int64(cJSON_GetArrayItem(j, 0), 0), ==, (long long)INT64_MAX);
+  CO_CHECK_INT((long long)co_json_int64(cJSON_GetArrayItem(j, 1), 0), ==, (long long)INT64_MIN);
+  CO_CHECK_INT((long long)co_json_int64(cJSON_GetArrayItem(j, 2), 0), ==, 42);
+  CO_CHECK_INT((long long)co_json_int64(cJSON_GetArrayItem(j, 3), 0), ==, (long long)INT64_MAX);
+  CO_CHECK_INT((long long)co_json_int64(cJSON_GetArrayItem(j, 4), -1), ==, -1);
+  cJSON_Delete(j);
+}
+
+CO_TEST_MAIN(CO_TEST(test_json_int64), CO_TEST(test_cache), CO_TEST(test_nodes))

@@ -24,6 +24,10 @@ const char *co_kv_get(const co_kv_t *kv, const char *key);
 /* The same for the key key[0..kl) (need not be NUL-terminated); kv may be NULL. */
 const char *co_kv_getn(const co_kv_t *kv, const char *key, size_t kl);
 
+/* The integer value of a JSON number, clamped to int64_t (a cast of an out-of-range double is
+ * undefined behaviour, and the number comes from outside); dflt when v is not a number. */
+int64_t co_json_int64(const cJSON *v, int64_t dflt);
+
 /* Deployment or StatefulSet. */
 typedef struct co_workload_s {
   co_obj_t meta;
