@@ -42,13 +42,15 @@ CTRL_LOG=""
 # ctrl_start NAME [flags...]: runs the controller with JSON debug logs into $E2E_DIR/NAME.log.
 # Its /metrics, /healthz and /readyz listen on a free loopback port (see ops_port), so that
 # several controllers (and several test runs on one machine) never compete for :8080.
+# The webhook is off (tests of it pass their own --webhook-bind-address, which wins): it needs
+# the operator namespace for its certificate Secret, and /readyz waits for that certificate.
 ctrl_start() {
   local name=$1; shift
   CTRL_LOG="$E2E_DIR/$name.log"
   : > "$CTRL_LOG"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
     "$CO_BIN" controller --log-format=json --log-level=debug --http-bind-address=127.0.0.1:0 \
-    "$@" >>"$CTRL_LOG" 2>&1 &
+    --webhook-bind-address= "$@" >>"$CTRL_LOG" 2>&1 &
   CTRL_PID=$!
 }
 
