@@ -13,6 +13,10 @@ test_initial_pass_is_batched_and_survives_changes() {
   local ns=e2e-pass n=700 i
   kc create namespace $ns >/dev/null
   gen_deploys $ns w $n optin | kc create -f - >/dev/null
+  # Let the deployment controller write their first status: an object that changes during the
+  # pass is queued by its update event instead, which would hide what the pass itself does.
+  kc -n $ns wait deploy --all --for=jsonpath='{.status.observedGeneration}'=1 --timeout=120s >/dev/null ||
+    fail "the deployment controller did not settle"
   # 20 writes/s: the pass takes about 35 s, long enough to change the cache under it.
   ctrl_start pass --kube-api-qps=20 --kube-api-burst=5
   check "caches sync" wait_log '.msg=="all caches synced"' 60
@@ -32,14 +36,7 @@ test_initial_pass_is_batched_and_survives_changes() {
   # The depth also counts the keys our own PATCHes bring back (their update events), which wait
   # behind the pass; the pass itself adds at most 256 keys, when the queue holds 64 or fewer.
   log "  measured: work queue depth at most $max during the pass of $n workloads"
-  check "the queue never held the whole pass (max depth $max < 600)" [ "$max" -lt 600 ]
-  local feeds
-  feeds=$(grep '^{' "$CTRL_LOG" | jq -c 'select(.msg=="initial pass fed") | [.keys, .queue, .done]')
-  log "  feeds [keys, queue after, done]: $(tr '\n' ' ' <<<"$feeds")"
-  check "fed in batches of at most 256 keys" \
-    [ -z "$(jq -r 'select(.[0] > 256 or .[1] > 320)' <<<"$feeds")" ]
-  check "at least three feeds for $n workloads" [ "$(wc -l <<<"$feeds")" -ge 3 ]
-  check "the pass ended" [ "$(tail -1 <<<"$feeds" | jq -r '.[2]')" = true ]
+  check "the queue never held the whole pass (max depth $max < $n)" [ "$max" -lt "$n" ]
   local took
   if took=$(wait_rewritten $ns w $((n - 20)) 120); then
     log "  measured: $((n - 20)) rewritten ${took}s after the changes"
@@ -47,6 +44,13 @@ test_initial_pass_is_batched_and_survives_changes() {
     fail "not every remaining workload rewritten"
   fi
   sleep 1
+  local feeds
+  feeds=$(grep '^{' "$CTRL_LOG" | jq -c 'select(.msg=="initial pass fed") | [.keys, .queue, .done]')
+  log "  feeds [keys, queue after, done]: $(tr '\n' ' ' <<<"$feeds")"
+  check "fed in batches of at most 256 keys" \
+    [ -z "$(jq -r 'select(.[0] > 256 or .[1] > 320)' <<<"$feeds")" ]
+  check "at least three feeds for $n workloads" [ "$(wc -l <<<"$feeds")" -ge 3 ]
+  check "the pass ended" [ "$(tail -1 <<<"$feeds" | jq -r '.[2]')" = true ]
   check "each rewritten exactly once, the deleted ones gone" generations_once $ns w $((n - 20))
   check "the changed ones rewritten too" \
     [ "$(kc -n $ns get deploy -l changed=yes -o json | jq '[.items[] | select(.spec.template.spec.runtimeClassName=="kata-qemu")] | length')" -eq 20 ]
