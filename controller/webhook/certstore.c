@@ -352,8 +352,10 @@ static void op_done(co_req_t *req) {
   long status = req->http_status;
   char msg[256];
   snprintf(msg, sizeof(msg), "%s", req->status_message ? req->status_message : "");
-  cJSON *cfg =
-      op == OP_CONFIG_GET && err == 0 ? cJSON_ParseWithLength(req->body.data, req->body.len) : NULL;
+  /* The configuration read, or the Secret a write returned (loaded at once below). */
+  cJSON *cfg = err == 0 && op != OP_CONFIG_PATCH && op != OP_NONE
+                   ? cJSON_ParseWithLength(req->body.data, req->body.len)
+                   : NULL;
   co_req_cleanup(req);
   if (s->closing || err == CO_ECANCELED) {
     cJSON_Delete(cfg);
@@ -425,8 +427,13 @@ static void op_done(co_req_t *req) {
 
 static void tick(co_certstore_t *cs) {
   state_t *s = cs->s;
-  if (s->closing || s->op != OP_NONE || !s->synced || now_ms(s) < s->retry_ms)
+  if (s->closing || s->op != OP_NONE || !s->synced)
     return;
+  if (now_ms(s) < s->retry_ms) {
+    /* Come back when the wait is over, not at the next period (up to a minute later). */
+    uv_timer_start(&s->timer, on_timer, s->retry_ms - now_ms(s), s->every_ms);
+    return;
+  }
   if (!s->seen) {
     /* Any replica creates; the API server lets exactly one succeed. */
     set_str(&s->rv, NULL);
