@@ -15,7 +15,7 @@ deps:
 	hack/install-deps.sh
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCO_ASAN=OFF -DCO_UBSAN=OFF >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
 build-asan:

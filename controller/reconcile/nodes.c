@@ -17,6 +17,7 @@
 
 #define MAX_CLASSES 16
 #define PATH_MAX_LEN 1024
+#define WHAT_LEN 768 /* "kind/name" or "label key=value", for logs and events */
 #define KEY_APPLY "apply"
 #define KEY_NODES "nodes"
 /* A probe pod that vanished from the cache this long after its creation is created again. */
@@ -352,12 +353,12 @@ static void on_op_done(co_req_t *req) {
 /* ---- apply: DaemonSets and RuntimeClasses ------------------------------------------------- */
 
 static void apply_obj(co_nodeprep_t *np, cJSON *obj, const char *path, int force) {
-  char full[PATH_MAX_LEN];
+  char full[PATH_MAX_LEN + 16]; /* path plus the force query */
   snprintf(full, sizeof(full), "%s%s", path, force ? "?force=true" : "?force=false");
   const char *name =
       cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "name")
           ->valuestring;
-  char what[300];
+  char what[WHAT_LEN];
   snprintf(what, sizeof(what), "%s/%s", cJSON_GetObjectItemCaseSensitive(obj, "kind")->valuestring,
            name);
   char *body = cJSON_PrintUnformatted(obj);
@@ -422,7 +423,7 @@ static void set_label(co_nodeprep_t *np, const co_node_t *n, const char *k, cons
   mpatch_t p;
   mp_init(&p);
   mp_set(p.labels, k, v);
-  char what[300];
+  char what[WHAT_LEN];
   snprintf(what, sizeof(what), "label %s=%s", k, v ? v : "(removed)");
   mp_send(np, &p, n, what);
 }
@@ -431,7 +432,7 @@ static void set_ann(co_nodeprep_t *np, const co_node_t *n, const char *k, const 
   mpatch_t p;
   mp_init(&p);
   mp_set(p.annotations, k, v);
-  char what[300];
+  char what[WHAT_LEN];
   snprintf(what, sizeof(what), "annotation %s=%s", k, v ? v : "(removed)");
   mp_send(np, &p, n, what);
 }
@@ -723,7 +724,7 @@ static void create_probe(co_nodeprep_t *np, const co_node_t *n, size_t i, probe_
   p->running = 1;
   p->created = 0;
   p->started_ms = now;
-  char what[300];
+  char what[WHAT_LEN];
   snprintf(what, sizeof(what), "probe %s", class_at(np, i));
   if (start_op(np, OP_PROBE_CREATE, 'n', CO_POST, path, body, n->meta.name, what, (int)i) != 0)
     p->running = 0;
