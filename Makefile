@@ -7,7 +7,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 
 .PHONY: all deps build build-asan lint format unit e2e test demo demo-down control-plane \
-        cluster-up cluster-down fuzz fuzz-smoke clean
+        containerd2 cluster-up cluster-down fuzz fuzz-smoke clean
 
 all: build
 
@@ -34,14 +34,18 @@ unit: build-asan
 control-plane:
 	hack/build-control-plane.sh >/dev/null
 
+containerd2:
+	hack/build-containerd2.sh >/dev/null
+
 cluster-up: control-plane
 	hack/cluster-up.sh
 
 cluster-down:
 	hack/cluster-down.sh
 
-e2e: build build-asan control-plane
+e2e: build build-asan control-plane containerd2
 	CO_BIN=$(CURDIR)/$(ASAN_BUILD)/confidential-operator \
+	  CO_CONTAINERD2=$$(hack/build-containerd2.sh) \
 	  CO_PLAIN_BIN=$(CURDIR)/$(BUILD)/confidential-operator test/e2e/run.sh
 
 fuzz-smoke:
