@@ -48,6 +48,7 @@ typedef struct agent_s {
   int restart_failed;
   char restart_err[160];
   int failed_after_restart; /* no new request for an unchanged host after a failed check */
+  int idle;                 /* the last look found nothing to do (node not enabled) */
   /* The decision of the last pass, being written. */
   const char *state;
   char *writes[2]; /* metadata merge patch, status strategic merge patch (owned) */
@@ -87,6 +88,7 @@ static void on_pass(uv_work_t *w) {
 }
 
 static void decide(agent_t *a);
+static void maybe_run(agent_t *a);
 
 static void on_pass_done(uv_work_t *w, int status) {
   agent_t *a = w->data;
@@ -108,9 +110,22 @@ static void maybe_run(agent_t *a) {
   if (n == NULL)
     return;
   a->dirty = 0;
-  const char *action = ann(n, CO_NODE_ANN_AGENT_ACTION);
+  co_agent_act_t act = co_agent_node_action(&n->node);
+  if (act == CO_AGENT_ACT_NONE) {
+    if (!a->idle)
+      co_log(CO_LOG_INFO, "node not enabled and no removal asked: nothing to do",
+             CO_S("node", a->o->node_name));
+    a->idle = 1;
+    if (a->o->once) {
+      a->exit_code = 0;
+      a->stopping = 1;
+      finish(a);
+    }
+    return;
+  }
+  a->idle = 0;
   a->in.host_root = a->o->host_root;
-  a->in.remove = str_eq(action, CO_NODE_AGENT_ACTION_REMOVE);
+  a->in.remove = act == CO_AGENT_ACT_REMOVE;
   a->in.enabled = a->enabled;
   a->in.containerd_major_hint = n->containerd_major;
   a->work.data = a;
@@ -303,10 +318,20 @@ static void decide(agent_t *a) {
   co_agent_pass_out_t *p = &a->out;
   if (n == NULL)
     return;
+  int remove = a->in.remove;
+  /* The Node changed its request while the pass ran (the controller cleared it after the
+   * removal, say): a pass that changed nothing on the host has nothing to report there, and
+   * its state written now would put back what the controller just removed. Look again. */
+  if (co_agent_node_action(&n->node) != (remove ? CO_AGENT_ACT_REMOVE : CO_AGENT_ACT_PREPARE) &&
+      p->res.nchanged == 0) {
+    co_log(CO_LOG_DEBUG, "node changed during the pass: looking again",
+           CO_S("node", a->o->node_name));
+    a->dirty = 1;
+    return;
+  }
   const char *request = ann(n, CO_NODE_ANN_RESTART_REQUEST);
   const char *grant = ann(n, CO_NODE_ANN_RESTART_GRANT);
   const char *cur_state = ann(n, CO_NODE_ANN_AGENT_STATE);
-  int remove = a->in.remove;
   const char *done = remove ? CO_AGENT_REMOVED : CO_AGENT_PREPARED;
   if (p->detected)
     snprintf(a->unit, sizeof a->unit, "%s", p->k3s.unit);
@@ -396,6 +421,15 @@ static void decide(agent_t *a) {
               strcmp(state, CO_AGENT_REFUSED) == 0;
   if (final && p->res.nchanged == 0 && str_eq(n->cond_reason, state) && n->cond_message != NULL)
     snprintf(msg, sizeof msg, "%s", n->cond_message);
+
+  /* Removed is where the controller takes over: it clears the Node's conditions and
+   * annotations in two writes, in either order. A pass that sees one half done (triggered by
+   * it) and has nothing to remove must not write the other half back. */
+  if (remove && str_eq(cur_state, CO_AGENT_REMOVED) && strcmp(state, CO_AGENT_REMOVED) == 0 &&
+      p->res.nchanged == 0 && want_request == NULL) {
+    write_next(a);
+    return;
+  }
 
   /* Metadata: hardware labels (not while removing: the controller clears them) and the
    * protocol annotations. */

@@ -7,6 +7,7 @@
 
 #include "co/alloc.h"
 #include "co/error.h"
+#include "co/nodeagent.h"
 #include "co/nodeproto.h"
 
 static char *dup_item(const cJSON *o, const char *key) {
@@ -62,3 +63,13 @@ static int equal(const co_obj_t *a, const co_obj_t *b) {
 
 const co_resource_type_t co_type_agent_node = {"nodes", "/api/v1/nodes", sizeof(co_agent_node_t),
                                                decode,  release,         equal};
+
+co_agent_act_t co_agent_node_action(const co_node_t *n) {
+  if (n == NULL)
+    return CO_AGENT_ACT_NONE;
+  if (str_eq(co_kv_get(&n->annotations, CO_NODE_ANN_AGENT_ACTION), CO_NODE_AGENT_ACTION_REMOVE))
+    return CO_AGENT_ACT_REMOVE;
+  if (str_eq(co_kv_get(&n->labels, CO_NODE_LABEL_ENABLED), "true"))
+    return CO_AGENT_ACT_PREPARE;
+  return CO_AGENT_ACT_NONE;
+}

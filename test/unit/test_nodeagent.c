@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "co/alloc.h"
 #include "co/error.h"
 #include "co/nodeagent.h"
 #include "co/noderendered.h"
@@ -265,5 +268,50 @@ static void test_rendered_read(void) {
   rm_tmp(tmp);
 }
 
+/* The agent's Node as JSON text -> what it asks of the agent. */
+static co_agent_act_t action_of(const char *json) {
+  cJSON *obj = cJSON_Parse(json);
+  CO_CHECK(obj != NULL);
+  co_node_t *n = co_calloc(1, co_type_nodes.size);
+  n->meta.name = "n1";
+  CO_CHECK_INT(co_type_nodes.decode(obj, &n->meta), ==, 0);
+  co_agent_act_t act = co_agent_node_action(n);
+  co_type_nodes.release(&n->meta);
+  co_free(n);
+  cJSON_Delete(obj);
+  return act;
+}
+
+#define D "confidential.cypherpunk.io/"
+
+/* Prepare only on an opted-in node; remove when told, whatever the labels; nothing on a node
+ * being evicted (enabled gone, no removal yet) or cleared by the controller after the removal
+ * (while the agent's pod is still stopping it must not prepare the node again). */
+static void test_node_action(void) {
+  CO_CHECK_INT(co_agent_node_action(NULL), ==, CO_AGENT_ACT_NONE);
+  CO_CHECK_INT(
+      action_of("{\"metadata\":{\"labels\":{\"" D "enabled\":\"true\",\"" D "agent\":\"true\"}}}"),
+      ==, CO_AGENT_ACT_PREPARE);
+  CO_CHECK_INT(action_of("{\"metadata\":{\"labels\":{\"" D "enabled\":\"true\"},"
+                         "\"annotations\":{\"" D "agent-action\":\"remove\"}}}"),
+               ==, CO_AGENT_ACT_REMOVE);
+  CO_CHECK_INT(action_of("{\"metadata\":{\"labels\":{\"" D "agent\":\"true\"},"
+                         "\"annotations\":{\"" D "agent-action\":\"remove\",\"" D
+                         "agent-state\":\"Removed\"}}}"),
+               ==, CO_AGENT_ACT_REMOVE);
+  /* Evicting: the enabled label is gone, agent=true and the agent's state are still there. */
+  CO_CHECK_INT(action_of("{\"metadata\":{\"labels\":{\"" D "agent\":\"true\",\"" D
+                         "kvm\":\"true\"},\"annotations\":{\"" D "agent-state\":\"Prepared\"}}}"),
+               ==, CO_AGENT_ACT_NONE);
+  /* Cleared by the controller. */
+  CO_CHECK_INT(action_of("{\"metadata\":{\"labels\":{\"type\":\"kwok\"}}}"), ==, CO_AGENT_ACT_NONE);
+  CO_CHECK_INT(action_of("{\"metadata\":{\"labels\":{\"" D "enabled\":\"false\"}}}"), ==,
+               CO_AGENT_ACT_NONE);
+  CO_CHECK_INT(action_of("{\"metadata\":{\"labels\":{\"" D "enabled\":\"true\"},"
+                         "\"annotations\":{\"" D "agent-action\":\"keep\"}}}"),
+               ==, CO_AGENT_ACT_PREPARE);
+}
+
 CO_TEST_MAIN(CO_TEST(test_v3_prepare_verify_remove), CO_TEST(test_v2_kvm_expects_kata_tables),
-             CO_TEST(test_refusals_write_nothing), CO_TEST(test_rendered_read))
+             CO_TEST(test_refusals_write_nothing), CO_TEST(test_rendered_read),
+             CO_TEST(test_node_action))

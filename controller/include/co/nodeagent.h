@@ -20,6 +20,7 @@
 #include "co/hardware.h"
 #include "co/noderendered.h"
 #include "co/nodetemplate.h"
+#include "co/objects.h"
 
 #define CO_AGENT_MAX_KATA 8
 
@@ -53,6 +54,13 @@ typedef struct {
  * co_agent_pass_free. Thread-safe as long as two passes never share a host root. */
 void co_agent_pass(const co_agent_pass_in_t *in, co_agent_pass_out_t *out);
 void co_agent_pass_free(co_agent_pass_out_t *out);
+
+/* What the agent's Node (borrowed) asks of it: remove when annotated agent-action=remove,
+ * prepare when labelled enabled=true, otherwise nothing: its pods are being evicted before the
+ * removal, or the controller cleared the Node after it and the agent's pod is about to stop.
+ * A pass there would prepare the node again or write back what the controller cleared. */
+typedef enum { CO_AGENT_ACT_NONE, CO_AGENT_ACT_PREPARE, CO_AGENT_ACT_REMOVE } co_agent_act_t;
+co_agent_act_t co_agent_node_action(const co_node_t *n);
 
 typedef struct {
   const char *kubeconfig;      /* borrowed; NULL: $KUBECONFIG, in-cluster, ~/.kube/config */

@@ -27,6 +27,10 @@
  *                                              sets agent-state=Removed; the controller then
  *                                              clears every label/annotation/condition here
  *   agent       cond.  ConfidentialRuntimeReady     reason = agent state, message = details
+ *
+ * The agent acts only on a node labelled enabled=true (prepare) or annotated agent-action=remove
+ * (undo); elsewhere, and once it reported Removed with nothing left to remove, it writes nothing,
+ * so the controller's clearing (two writes, in either order) is never written back.
  *   controller  cond.  ConfidentialSandboxVerified  probe results per class with times
  */
 #ifndef CO_NODEPROTO_H
