@@ -92,14 +92,16 @@ static void maybe_run(agent_t *a);
 
 static void on_pass_done(uv_work_t *w, int status) {
   agent_t *a = w->data;
-  a->work_active = 0;
-  if (a->stopping || status != 0) {
-    co_agent_pass_free(&a->out);
-    finish(a);
-    return;
-  }
-  decide(a);
+  /* work_active stays set while deciding: a decision that writes nothing goes on to
+   * maybe_run, which must not queue the next pass into a->out before it is freed here. */
+  if (!a->stopping && status == 0)
+    decide(a);
   co_agent_pass_free(&a->out);
+  a->work_active = 0;
+  if (a->stopping)
+    finish(a);
+  else
+    maybe_run(a);
 }
 
 static void maybe_run(agent_t *a) {
