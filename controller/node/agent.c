@@ -355,8 +355,10 @@ static void decide(agent_t *a) {
   char idbuf[64];
   int retry_ms = 0, still_restarting = 0;
   /* Until the change is in effect, the condition keeps saying what the writing pass did. */
+  /* What was changed only: the verification of the writing pass ("the rendered config does
+   * not load ... yet") is stale once k3s restarted. */
   if (p->res.nchanged > 0)
-    snprintf(a->change_msg, sizeof a->change_msg, "%s", p->message);
+    snprintf(a->change_msg, sizeof a->change_msg, "%s", p->res.message);
   const char *what = p->rc == 0 && a->change_msg[0] ? a->change_msg : p->message;
   snprintf(msg, sizeof msg, "%s", what);
   if (p->rc != 0) {
