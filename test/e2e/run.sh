@@ -16,6 +16,7 @@ if [ ! -x "$CO_BIN" ]; then echo "missing binary $CO_BIN" >&2; exit 2; fi
 cleanup() {
   [ -n "${CTRL_PID:-}" ] && kill -KILL "$CTRL_PID" 2>/dev/null
   [ -n "${FP_PID:-}" ] && kill -KILL "$FP_PID" 2>/dev/null
+  [ -n "${NA_PID:-}" ] && kill -KILL "$NA_PID" 2>/dev/null
   hack/cluster-down.sh >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -45,6 +46,7 @@ for t in $(declare -F | awk '{print $3}' | grep '^test_' ); do
   [ -n "${CTRL_PID:-}" ] && { kill -KILL "$CTRL_PID" 2>/dev/null; wait "$CTRL_PID" 2>/dev/null; CTRL_PID=""; }
   [ -n "${LE_PID:-}" ] && { kill -KILL "$LE_PID" 2>/dev/null; wait "$LE_PID" 2>/dev/null; LE_PID=""; }
   [ -n "${FP_PID:-}" ] && { kill -KILL "$FP_PID" 2>/dev/null; wait "$FP_PID" 2>/dev/null; FP_PID=""; }
+  [ -n "${NA_PID:-}" ] && { kill -KILL "$NA_PID" 2>/dev/null; wait "$NA_PID" 2>/dev/null; NA_PID=""; }
   if [ $E2E_CURRENT_FAILED -eq 0 ]; then
     echo "ok $n - $t ($(( $(date +%s) - ts ))s)"
     E2E_PASSED=$((E2E_PASSED + 1))
