@@ -435,9 +435,35 @@ static void decide(agent_t *a) {
     return;
   }
 
+  /* Status first: the condition, only when it changed (lastTransitionTime when the status
+   * did). The controller acts on the state annotation (on Removed it clears the Node), so the
+   * condition must be written before it: a condition still in flight would land after the
+   * clear. */
+  cJSON *doc;
+  const char *cstatus = strcmp(state, CO_AGENT_PREPARED) == 0 ? "True" : "False";
+  if (!str_eq(n->cond_status, cstatus) || !str_eq(n->cond_reason, state) ||
+      !str_eq(n->cond_message, msg)) {
+    char now[32];
+    rfc3339(now, sizeof now);
+    doc = cJSON_CreateObject();
+    cJSON *st = cJSON_AddObjectToObject(doc, "status");
+    cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "type", CO_NODE_COND_RUNTIME_READY);
+    cJSON_AddStringToObject(c, "status", cstatus);
+    cJSON_AddStringToObject(c, "reason", state);
+    cJSON_AddStringToObject(c, "message", msg);
+    cJSON_AddStringToObject(c, "lastHeartbeatTime", now);
+    if (!str_eq(n->cond_status, cstatus))
+      cJSON_AddStringToObject(c, "lastTransitionTime", now);
+    cJSON_AddItemToArray(conds, c);
+    queue_write(a, 'S', doc);
+    cJSON_Delete(doc);
+  }
+
   /* Metadata: hardware labels (not while removing: the controller clears them) and the
    * protocol annotations. */
-  cJSON *doc = cJSON_CreateObject();
+  doc = cJSON_CreateObject();
   cJSON *meta = cJSON_AddObjectToObject(doc, "metadata");
   cJSON *labels = cJSON_CreateObject(), *anns = cJSON_CreateObject();
   int nl = 0, na = 0;
@@ -465,27 +491,6 @@ static void decide(agent_t *a) {
     queue_write(a, 'M', doc);
   cJSON_Delete(doc);
 
-  /* Status: the condition, only when it changed (lastTransitionTime when the status did). */
-  const char *cstatus = strcmp(state, CO_AGENT_PREPARED) == 0 ? "True" : "False";
-  if (!str_eq(n->cond_status, cstatus) || !str_eq(n->cond_reason, state) ||
-      !str_eq(n->cond_message, msg)) {
-    char now[32];
-    rfc3339(now, sizeof now);
-    doc = cJSON_CreateObject();
-    cJSON *st = cJSON_AddObjectToObject(doc, "status");
-    cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "type", CO_NODE_COND_RUNTIME_READY);
-    cJSON_AddStringToObject(c, "status", cstatus);
-    cJSON_AddStringToObject(c, "reason", state);
-    cJSON_AddStringToObject(c, "message", msg);
-    cJSON_AddStringToObject(c, "lastHeartbeatTime", now);
-    if (!str_eq(n->cond_status, cstatus))
-      cJSON_AddStringToObject(c, "lastTransitionTime", now);
-    cJSON_AddItemToArray(conds, c);
-    queue_write(a, 'S', doc);
-    cJSON_Delete(doc);
-  }
   if (!str_eq(cur_state, state) || !str_eq(n->cond_message, msg))
     co_log(CO_LOG_INFO, "node agent state", CO_S("node", a->o->node_name), CO_S("state", state),
            CO_S("message", msg), CO_S("restart_request", want_request ? want_request : ""));
