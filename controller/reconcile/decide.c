@@ -385,6 +385,11 @@ static void decide_crs(co_decision_t *out, ctx_t *c, const co_decide_input_t *in
   else
     snprintf(what, sizeof(what), "ConfidentialWorkload %s", or_q(in->crs[0].key));
   apply(out, c, orig, CO_SOURCE_CR, cls0, what);
+  if (in->crs[0].hardening != NULL &&
+      (out->action == CO_ACTION_SET || out->action == CO_ACTION_NONE)) {
+    out->harden = 1;
+    out->hardening = *in->crs[0].hardening;
+  }
 }
 
 /* Walks "k=v\0" pairs; returns the next pair after *p (NULL at the end). */

@@ -12,6 +12,7 @@
 #include "co/event.h"
 #include "co/log.h"
 #include "co/metrics.h"
+#include "co/wplan.h"
 #include "cwl.h"
 
 /* CRs that may select one workload; more is a misconfiguration reported as a conflict. */
@@ -105,7 +106,7 @@ static int cr_valid(co_reconciler_t *rec, const co_cwl_t *cr, char *msg, size_t 
 
 /* CRs (not being deleted) that select workload w of kind k. */
 static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, co_decide_cr_t *out,
-                          size_t max) {
+                          co_hardening_t *hard, size_t max) {
   size_t n = 0;
   for (const co_obj_t *o = co_informer_first(rec->cwls); o != NULL; o = co_informer_next(o)) {
     const co_cwl_t *cr = (const co_cwl_t *)o;
@@ -118,6 +119,12 @@ static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, 
     if (n < max) {
       out[n].key = o->key;
       out[n].class = cr->runtime_class;
+      out[n].hardening = NULL;
+      if (cr->has_hardening && (cr->memory_backed_empty_dirs || cr->automount_sa_token == 0)) {
+        hard[n] = (co_hardening_t){cr->memory_backed_empty_dirs, cr->empty_dir_size_limit,
+                                   cr->automount_sa_token};
+        out[n].hardening = &hard[n];
+      }
       n++;
     }
   }
@@ -127,10 +134,11 @@ static size_t collect_crs(co_reconciler_t *rec, char k, const co_workload_t *w, 
 int co_reconciler_decide(co_reconciler_t *rec, char kind, const co_workload_t *w,
                          co_decision_t *out) {
   co_decide_cr_t crs[MAX_CRS];
+  co_hardening_t hard[MAX_CRS]; /* copied into the decision: need not outlive the call */
   const co_namespace_t *ns = (const co_namespace_t *)co_informer_get(rec->namespaces, w->meta.ns);
   co_decide_input_t in = {w, ns ? &ns->labels : NULL, crs, 0};
   if (kind == 'd' || kind == 's')
-    in.n_crs = collect_crs(rec, kind, w, crs, MAX_CRS);
+    in.n_crs = collect_crs(rec, kind, w, crs, hard, MAX_CRS);
   return co_decide(&rec->policy, &in, out);
 }
 
@@ -349,134 +357,13 @@ static int start_op(co_reconciler_t *rec, op_t *op, co_verb_t verb, const char *
   return rc;
 }
 
-/* ---- spec.hardening ----------------------------------------------------------------- */
-
-/* The deciding CR when it asks for hardening, else NULL. */
-static const co_cwl_t *hardening_cr(co_reconciler_t *rec, const co_decision_t *d) {
-  if (d->source != CO_SOURCE_CR || d->cr_key == NULL)
-    return NULL;
-  const co_cwl_t *cr = (const co_cwl_t *)co_informer_get(rec->cwls, d->cr_key);
-  if (cr == NULL || !cr->has_hardening ||
-      (!cr->memory_backed_empty_dirs && cr->automount_sa_token != 0))
-    return NULL;
-  return cr;
-}
-
-/* The medium part of an empty_dirs value "medium|sizeLimit". */
-static int is_memory(const char *v) { return strncmp(v, "Memory|", 7) == 0; }
-
-/* 1 when w lacks some of the hardening cr asks for. */
-static int hardening_missing(const co_cwl_t *cr, const co_workload_t *w) {
-  if (cr == NULL)
-    return 0;
-  if (cr->memory_backed_empty_dirs) {
-    const char *p = w->empty_dirs.data;
-    for (uint32_t i = 0; i < w->empty_dirs.count; i++) {
-      const char *eq = strchr(p, '=');
-      if (eq != NULL && !is_memory(eq + 1))
-        return 1;
-      p += strlen(p) + 1;
-    }
-  }
-  return cr->automount_sa_token == 0 && w->automount_sa_token != 0;
-}
-
-/* Adds cr's hardening to the patch; records what it replaces the first time. */
-static void add_hardening(cJSON *ann, cJSON *tspec, const co_cwl_t *cr, const co_workload_t *w) {
-  if (co_kv_get(&w->annotations, CO_ANN_HARDENING) == NULL) {
-    cJSON *orig = cJSON_CreateObject();
-    cJSON *eds = cJSON_AddObjectToObject(orig, "emptyDirs");
-    const char *p = w->empty_dirs.data;
-    for (uint32_t i = 0; i < w->empty_dirs.count; i++) {
-      const char *eq = strchr(p, '=');
-      if (eq != NULL) {
-        char name[256];
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - p), p);
-        cJSON_AddStringToObject(eds, name, eq + 1);
-      }
-      p += strlen(p) + 1;
-    }
-    cJSON_AddNumberToObject(orig, "automountServiceAccountToken", w->automount_sa_token);
-    char *js = cJSON_PrintUnformatted(orig);
-    cJSON_Delete(orig);
-    cJSON_AddStringToObject(ann, CO_ANN_HARDENING, js);
-    cJSON_free(js);
-  }
-  if (cr->memory_backed_empty_dirs && w->empty_dirs.count > 0) {
-    cJSON *vols = cJSON_AddArrayToObject(tspec, "volumes");
-    const char *p = w->empty_dirs.data;
-    for (uint32_t i = 0; i < w->empty_dirs.count; i++) {
-      const char *eq = strchr(p, '=');
-      const char *bar = eq ? strchr(eq, '|') : NULL;
-      if (eq != NULL && bar != NULL) {
-        char name[256];
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - p), p);
-        cJSON *v = cJSON_CreateObject();
-        cJSON_AddStringToObject(v, "name", name);
-        cJSON *ed = cJSON_AddObjectToObject(v, "emptyDir");
-        cJSON_AddStringToObject(ed, "medium", "Memory");
-        /* Memory-backed scratch counts against the pod's memory: always bounded. */
-        cJSON_AddStringToObject(ed, "sizeLimit", bar[1] ? bar + 1 : cr->empty_dir_size_limit);
-        cJSON_AddItemToArray(vols, v);
-      }
-      p += strlen(p) + 1;
-    }
-  }
-  if (cr->automount_sa_token == 0)
-    cJSON_AddFalseToObject(tspec, "automountServiceAccountToken");
-}
-
-/* Puts back what add_hardening recorded. */
-static void restore_hardening(cJSON *ann, cJSON *tspec, const co_workload_t *w) {
-  const char *js = co_kv_get(&w->annotations, CO_ANN_HARDENING);
-  if (js == NULL)
-    return;
-  cJSON_AddNullToObject(ann, CO_ANN_HARDENING);
-  cJSON *orig = cJSON_Parse(js);
-  if (orig == NULL)
-    return; /* someone edited it: drop the record, change nothing */
-  const cJSON *e;
-  cJSON *vols = NULL;
-  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(orig, "emptyDirs")) {
-    if (!cJSON_IsString(e) || e->string == NULL || co_kv_get(&w->empty_dirs, e->string) == NULL)
-      continue;
-    const char *bar = strchr(e->valuestring, '|');
-    if (bar == NULL)
-      continue;
-    if (vols == NULL)
-      vols = cJSON_AddArrayToObject(tspec, "volumes");
-    cJSON *v = cJSON_CreateObject();
-    cJSON_AddStringToObject(v, "name", e->string);
-    cJSON *ed = cJSON_AddObjectToObject(v, "emptyDir");
-    if (bar == e->valuestring)
-      cJSON_AddNullToObject(ed, "medium");
-    else {
-      char medium[64];
-      snprintf(medium, sizeof(medium), "%.*s", (int)(bar - e->valuestring), e->valuestring);
-      cJSON_AddStringToObject(ed, "medium", medium);
-    }
-    if (bar[1] == '\0')
-      cJSON_AddNullToObject(ed, "sizeLimit");
-    else
-      cJSON_AddStringToObject(ed, "sizeLimit", bar + 1);
-    cJSON_AddItemToArray(vols, v);
-  }
-  const cJSON *am = cJSON_GetObjectItemCaseSensitive(orig, "automountServiceAccountToken");
-  if (cJSON_IsNumber(am)) {
-    if (am->valuedouble < 0)
-      cJSON_AddNullToObject(tspec, "automountServiceAccountToken");
-    else
-      cJSON_AddBoolToObject(tspec, "automountServiceAccountToken", am->valuedouble > 0);
-  }
-  cJSON_Delete(orig);
-}
-
-/* SET: class and (first time) the original class; RESTORE: the class to leave, annotation
- * removed. A merge patch touching only these fields; metadata.uid makes it fail rather than
- * write to a workload recreated under the same name. */
+/* The plan (co/wplan.h: the same write the admission webhook makes) as one strategic merge
+ * patch; reverted, when given, also records the class onFailure: Revert took away.
+ * metadata.uid makes the write fail rather than land on a workload recreated under the same
+ * name. */
 static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const co_workload_t *w,
-                           const co_decision_t *d, const char *reverted) {
-  int restore = d->action == CO_ACTION_RESTORE;
+                           const co_decision_t *d, const co_wplan_t *plan, const char *reverted) {
+  int restore = plan->restore;
   cJSON *p = cJSON_CreateObject();
   cJSON *md = cJSON_AddObjectToObject(p, "metadata");
   if (w->meta.uid != NULL)
@@ -486,22 +373,7 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
       cJSON_AddObjectToObject(cJSON_AddObjectToObject(p, "spec"), "template"), "spec");
   if (reverted != NULL)
     cJSON_AddStringToObject(ann, CO_ANN_REVERTED, reverted);
-  const co_cwl_t *hcr = restore ? NULL : hardening_cr(rec, d);
-  if (hcr != NULL)
-    add_hardening(ann, tspec, hcr, w);
-  if (restore)
-    restore_hardening(ann, tspec, w);
-  if (restore) {
-    cJSON_AddNullToObject(ann, CO_ANN_ORIGINAL);
-    if (d->class != NULL && d->class[0] != '\0')
-      cJSON_AddStringToObject(tspec, "runtimeClassName", d->class);
-    else
-      cJSON_AddNullToObject(tspec, "runtimeClassName");
-  } else {
-    if (co_kv_get(&w->annotations, CO_ANN_ORIGINAL) == NULL)
-      cJSON_AddStringToObject(ann, CO_ANN_ORIGINAL, w->runtime_class ? w->runtime_class : "");
-    cJSON_AddStringToObject(tspec, "runtimeClassName", d->class);
-  }
+  co_wplan_merge(plan, ann, tspec);
   char *body = cJSON_PrintUnformatted(p);
   cJSON_Delete(p);
 
@@ -511,7 +383,7 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   op->qkey = co_strdup(qkey);
   op->uid = co_strdup(w->meta.uid);
   op->restore = restore;
-  op->reason = co_strdup(d->reason);
+  op->reason = co_strdup(plan->reason);
   op->regarding_kind = co_strdup(kind_name(k));
   op->regarding_ns = co_strdup(w->meta.ns);
   op->regarding_name = co_strdup(w->meta.name);
@@ -522,6 +394,9 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   if (restore)
     co_buf_appendf(&note, "runtimeClassName restored to %s: %s",
                    d->class && d->class[0] ? d->class : "(none)", d->message);
+  else if (plan->class_op == CO_FIELD_KEEP)
+    co_buf_appendf(&note, "spec.hardening applied with runtimeClassName %s: %s",
+                   d->class ? d->class : "(none)", d->message);
   else
     co_buf_appendf(&note, "runtimeClassName %s -> %s: %s",
                    w->runtime_class ? w->runtime_class : "(none)", d->class, d->message);
@@ -583,33 +458,28 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
     char failed[256];
     snprintf(failed, sizeof(failed), "%s", d.class);
     failing_clear(rec, qkey);
-    write_workload(rec, qkey, k, w, &r, failed);
+    co_wplan_t plan;
+    co_wplan_build(&r, w, &plan);
+    write_workload(rec, qkey, k, w, &r, &plan, failed);
+    co_wplan_free(&plan);
     return;
   }
-  if (d.action == CO_ACTION_NONE && d.source == CO_SOURCE_CR && d.class != NULL &&
-      hardening_missing(hardening_cr(rec, &d), w)) {
-    co_decision_t h = d;
-    h.action = CO_ACTION_SET;
-    h.reason = "Hardened";
-    write_workload(rec, qkey, k, w, &h, NULL);
-    return;
-  }
-  /* RESTORE always writes: the annotation goes in any case. */
-  if (d.action != CO_ACTION_SET && d.action != CO_ACTION_RESTORE) {
-    if (d.action == CO_ACTION_DENIED || d.action == CO_ACTION_FOREIGN ||
-        d.action == CO_ACTION_CONFLICT)
-      co_log(CO_LOG_DEBUG, "workload left unchanged", CO_S("key", qkey),
-             CO_S("action", co_action_name(d.action)), CO_S("reason", d.reason),
-             CO_S("message", d.message));
+  if (d.action == CO_ACTION_DENIED || d.action == CO_ACTION_FOREIGN ||
+      d.action == CO_ACTION_CONFLICT)
+    co_log(CO_LOG_DEBUG, "workload left unchanged", CO_S("key", qkey),
+           CO_S("action", co_action_name(d.action)), CO_S("reason", d.reason),
+           CO_S("message", d.message));
+  /* Nothing to write: not opted in, already right (hardening included), or a class that
+   * onFailure: Revert took away and that is not written again until someone says so. */
+  co_wplan_t plan;
+  co_wplan_build(&d, w, &plan);
+  if (!plan.write) {
+    co_wplan_free(&plan);
     finish(rec, qkey);
     return;
   }
-  if (co_reconciler_revert_holds(w, &d)) {
-    /* This class failed and was reverted: not again until someone says so. */
-    finish(rec, qkey);
-    return;
-  }
-  write_workload(rec, qkey, k, w, &d, NULL);
+  write_workload(rec, qkey, k, w, &d, &plan, NULL);
+  co_wplan_free(&plan);
 }
 
 /* ---- CR status -------------------------------------------------------------------------- */
@@ -674,7 +544,7 @@ static void workload_phase(co_reconciler_t *rec, char k, const co_workload_t *w,
     snprintf(ph->message, sizeof(ph->message), "%s", d->message);
     return;
   }
-  if (d->source == CO_SOURCE_CR && hardening_missing(hardening_cr(rec, d), w)) {
+  if (co_wplan_hardening_missing(d, w)) {
     ph->phase = "Pending";
     ph->reason = "HardeningPending";
     snprintf(ph->message, sizeof(ph->message), "spec.hardening is not applied yet");

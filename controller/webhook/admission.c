@@ -11,7 +11,7 @@
 #include "co/buf.h"
 #include "co/error.h"
 #include "co/log.h"
-#include "co/reconcile.h"
+#include "co/wplan.h"
 
 #define UID_MAX 128
 #define NAME_MAX_LEN 253
@@ -42,76 +42,14 @@ static kind_t kind_of(const cJSON *req) {
   return KIND_OTHER;
 }
 
-/* JSON pointer token (RFC 6901): '~' -> "~0", '/' -> "~1". */
-static void pointer_token(co_buf_t *b, const char *s) {
-  for (; *s; s++) {
-    if (*s == '~')
-      co_buf_append(b, "~0", 2);
-    else if (*s == '/')
-      co_buf_append(b, "~1", 2);
-    else
-      co_buf_append(b, s, 1);
-  }
-}
-
-static void patch_op(cJSON *ops, const char *op, const char *path, cJSON *value) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "op", op);
-  cJSON_AddStringToObject(o, "path", path);
-  if (value != NULL)
-    cJSON_AddItemToObject(o, "value", value);
-  cJSON_AddItemToArray(ops, o);
-}
-
-/* Adds (or replaces) one annotation; creates the map when the object has none. */
-static void patch_annotation(cJSON *ops, const cJSON *obj, const char *key, const char *value) {
-  const cJSON *ann = cJSON_GetObjectItemCaseSensitive(
-      cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
-  if (!cJSON_IsObject(ann)) {
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, key, value);
-    patch_op(ops, "add", "/metadata/annotations", m);
-    return;
-  }
-  co_buf_t p;
-  co_buf_init(&p, 1024);
-  co_buf_appends(&p, "/metadata/annotations/");
-  pointer_token(&p, key);
-  patch_op(ops, "add", co_buf_str(&p), cJSON_CreateString(value));
-  co_buf_free(&p);
-}
-
-static void patch_remove_annotation(cJSON *ops, const char *key) {
-  co_buf_t p;
-  co_buf_init(&p, 1024);
-  co_buf_appends(&p, "/metadata/annotations/");
-  pointer_token(&p, key);
-  patch_op(ops, "remove", co_buf_str(&p), NULL);
-  co_buf_free(&p);
-}
-
-/* The write the reconciler would make for a Deployment or StatefulSet. */
+/* The write the reconciler would make for a Deployment or StatefulSet: the same plan,
+ * rendered as JSONPatch. */
 static void workload_patch(cJSON *ops, const cJSON *obj, const co_workload_t *w,
                            const co_decision_t *d) {
-  static const char class_path[] = "/spec/template/spec/runtimeClassName";
-  if (d->action == CO_ACTION_SET) {
-    if (co_reconciler_revert_holds(w, d))
-      return;
-    patch_op(ops, "add", class_path, cJSON_CreateString(d->class));
-    if (co_kv_get(&w->annotations, CO_ANN_ORIGINAL) == NULL)
-      patch_annotation(ops, obj, CO_ANN_ORIGINAL, w->runtime_class ? w->runtime_class : "");
-    return;
-  }
-  if (d->action != CO_ACTION_RESTORE || co_kv_get(&w->annotations, CO_ANN_HARDENING) != NULL)
-    return;
-  const char *want = d->class != NULL && d->class[0] != '\0' ? d->class : NULL;
-  if (want != NULL) {
-    if (w->runtime_class == NULL || strcmp(w->runtime_class, want) != 0)
-      patch_op(ops, "add", class_path, cJSON_CreateString(want));
-  } else if (w->runtime_class != NULL) {
-    patch_op(ops, "remove", class_path, NULL);
-  }
-  patch_remove_annotation(ops, CO_ANN_ORIGINAL);
+  co_wplan_t plan;
+  if (co_wplan_build(d, w, &plan) == 0 && plan.write)
+    co_wplan_jsonpatch(&plan, obj, ops);
+  co_wplan_free(&plan);
 }
 
 /* Builds the projection of obj (a Pod is seen as its own template) and its header, whose
@@ -195,7 +133,7 @@ static void pod_outcome(co_admission_t *a, cJSON *resp, cJSON *ops, const co_wor
                         const co_decision_t *d) {
   switch (d->action) {
   case CO_ACTION_SET:
-    patch_op(ops, "add", "/spec/runtimeClassName", cJSON_CreateString(d->class));
+    co_jsonpatch_op(ops, "add", "/spec/runtimeClassName", cJSON_CreateString(d->class));
     return;
   case CO_ACTION_DENIED:
   case CO_ACTION_FOREIGN:

@@ -21,7 +21,7 @@ static const co_policy_t policy = {.allowed = allowed,
                                    .operator_namespace = "confidential-system"};
 
 static int decide(void *ud, char kind, const co_workload_t *w, co_decision_t *out) {
-  static const co_decide_cr_t cr = {"shop/cr", "gvisor"};
+  static const co_decide_cr_t cr = {"shop/cr", "gvisor", NULL};
   co_decide_input_t in = {w, NULL, NULL, 0};
   if (kind != 'p' && co_kv_get(&w->labels, "tier") != NULL) {
     in.crs = &cr;

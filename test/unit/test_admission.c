@@ -29,7 +29,7 @@ static int decide(void *ud, char kind, const co_workload_t *w, co_decision_t *ou
   (void)ud;
   decide_calls++;
   last_kind = kind;
-  static const co_decide_cr_t cr = {"shop/api-cr", "gvisor"};
+  static const co_decide_cr_t cr = {"shop/api-cr", "gvisor", NULL};
   const char *tier = co_kv_get(&w->labels, "tier");
   co_decide_input_t in = {w, NULL, NULL, 0};
   if (kind != 'p' && tier != NULL && strcmp(tier, "backend") == 0 &&

@@ -627,7 +627,7 @@ static void test_long_inputs(void) {
   fixture_t f;
   co_decision_t d;
   fixture(&f, "tenant", NULL, NULL, NULL, NULL, NULL);
-  co_decide_cr_t crs[2] = {{key, "gvisor"}, {key, "kata-qemu"}};
+  co_decide_cr_t crs[2] = {{key, "gvisor", NULL}, {key, "kata-qemu", NULL}};
   co_decide_input_t in = {.workload = &f.w, .crs = crs, .n_crs = 2};
   CO_CHECK_INT(co_decide(&pol_def, &in, &d), ==, 0);
   CO_CHECK_INT(d.action, ==, CO_ACTION_CONFLICT);

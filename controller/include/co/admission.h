@@ -6,16 +6,23 @@
  * informers cache (co_type_deployments.decode) and decided by the same function as the
  * reconciler (the decide callback; in the controller co_reconciler_decide, which gathers the
  * namespace labels and the selecting ConfidentialWorkloads from the controller's caches). The
- * decision becomes the write the reconciler would make, as a JSONPatch:
+ * decision becomes the write the reconciler would make (co_wplan_build, co/wplan.h: one
+ * plan, rendered here as JSONPatch and by the reconciler as a merge patch):
  *   SET     -> spec.template.spec.runtimeClassName = class, and the original-class
  *              annotation when absent (not when onFailure: Revert took that class away);
- *   RESTORE -> the class the decision leaves, the original-class annotation removed (left to
- *              the reconciler when spec.hardening was applied, which it alone restores);
+ *   SET or NONE by a CR asking for spec.hardening -> emptyDirs medium: Memory with a size
+ *              limit, automountServiceAccountToken false, and the record of what they
+ *              replaced, so the admitted object is already the one the reconciler would
+ *              write (no second rollout) and deleting the CR restores it exactly;
+ *   RESTORE -> the class the decision leaves, the original-class annotation removed, and the
+ *              recorded hardening put back;
  *   others  -> admitted unchanged, with a warning for DENIED, CONFLICT and FOREIGN.
- * spec.hardening of a ConfidentialWorkload is not applied here; the reconciler adds it.
  *
  * Pods (CREATE) are decided on the pod itself as a template (its annotations, its env vars,
- * its runtimeClassName; no CR selects a pod). SET sets spec.runtimeClassName. A pod that
+ * its runtimeClassName; no CR selects a pod). SET sets spec.runtimeClassName and nothing else:
+ * spec.hardening comes only from a CR, which never selects a Pod, and a Pod's volumes cannot
+ * be changed after creation, so hardening there could never be reverted with its CR. Pods of
+ * a hardened Deployment or StatefulSet inherit it from their template. A pod that
  * stays without an allowed sandbox class although it is opted in (DENIED: class not
  * allowed, conflicting env vars; FOREIGN: another class set; CONFLICT) is denied when
  * fail_closed is set, else admitted with a warning. A pod already carrying an allowed class

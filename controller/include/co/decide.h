@@ -35,6 +35,9 @@
  *   writes (not allowed) and differs from the original, the owner changed it since our
  *   rewrite; their choice stays (RESTORE with class = current) and only the record goes.
  *   Limit: an owner who changed it to another allowed class is indistinguishable from us.
+ * - Hardening: only a CR asks for it (spec.hardening); the decision carries the deciding CR's
+ *   (the first of agreeing ones) when it sets or keeps the class. Pods are never selected by
+ *   CRs, so they never get any.
  *
  * Reasons: OptedInByCR, OptedInByAnnotation, OptedInByEnv (SET), AlreadySandboxed (NONE with a
  * source), NotOptedIn, NamespaceNotAllowed (NONE, or RESTORE when the namespace stopped
@@ -76,11 +79,20 @@ typedef struct co_policy_s {
   void *resolve_ud;
 } co_policy_t;
 
+/* spec.hardening of a ConfidentialWorkload: what co_wplan_build (co/wplan.h) changes in the
+ * pod template besides the class. */
+typedef struct co_hardening_s {
+  int memory_backed_empty_dirs;     /* emptyDirs become medium: Memory */
+  const char *empty_dir_size_limit; /* ... with this sizeLimit when they have none (borrowed) */
+  int automount_sa_token;           /* 0: automountServiceAccountToken false; -1/1: keep */
+} co_hardening_t;
+
 /* A ConfidentialWorkload that selects the workload (selector or targetRefs matched by the
  * caller). Borrowed. */
 typedef struct co_decide_cr_s {
-  const char *key;   /* "namespace/name" */
-  const char *class; /* spec.runtimeClassName as written ("auto" allowed) */
+  const char *key;                 /* "namespace/name" */
+  const char *class;               /* spec.runtimeClassName as written ("auto" allowed) */
+  const co_hardening_t *hardening; /* NULL when it asks for no hardening */
 } co_decide_cr_t;
 
 typedef struct co_decide_input_s {
@@ -116,6 +128,10 @@ typedef struct co_decision_s {
                          first; the message names both) */
   const char *reason; /* CamelCase reason for status and events (static) */
   char message[256];  /* human-readable explanation */
+  /* SET, or NONE with a class in force, by CRs: the deciding CR's (cr_key) spec.hardening,
+   * copied (its size limit stays borrowed); harden 0 otherwise. */
+  int harden;
+  co_hardening_t hardening;
 } co_decision_t;
 
 /* Decides. Never returns a class outside policy->allowed for SET. Returns 0, or CO_EINVAL
