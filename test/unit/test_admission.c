@@ -7,10 +7,13 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "co/alloc.h"
 #include "co/error.h"
+#include "co/buf.h"
+#include "co/wplan.h"
 #include "co_test.h"
 
 static const char *const allowed[] = {"kata-qemu", "kata-clh", "gvisor"};
@@ -22,9 +25,12 @@ static const co_policy_t policy = {.allowed = allowed,
 
 static int decide_calls;
 static char last_kind;
+static int vault_cr = 1; /* 0: the CR shop/vault-cr is gone (deleted) */
 
 /* The controller's inputs for namespace "shop": a CR shop/api-cr (gvisor) selecting the
- * workloads labelled tier=backend. Pods get no CRs. */
+ * workloads labelled tier=backend, and (while vault_cr) a CR shop/vault-cr (kata-qemu) with
+ * spec.hardening {memoryBackedEmptyDirs: true, automountServiceAccountToken: false}
+ * selecting those labelled tier=vault. Pods get no CRs. */
 static int decide(void *ud, char kind, const co_workload_t *w, co_decision_t *out) {
   (void)ud;
   decide_calls++;
@@ -35,6 +41,13 @@ static int decide(void *ud, char kind, const co_workload_t *w, co_decision_t *ou
   if (kind != 'p' && tier != NULL && strcmp(tier, "backend") == 0 &&
       strcmp(w->meta.ns, "shop") == 0) {
     in.crs = &cr;
+    in.n_crs = 1;
+  }
+  static const co_hardening_t hard = {1, "256Mi", 0};
+  static const co_decide_cr_t vault = {"shop/vault-cr", "kata-qemu", &hard};
+  if (kind != 'p' && vault_cr && tier != NULL && strcmp(tier, "vault") == 0 &&
+      strcmp(w->meta.ns, "shop") == 0) {
+    in.crs = &vault;
     in.n_crs = 1;
   }
   return co_decide(&policy, &in, out);
@@ -321,6 +334,22 @@ static void test_malformed(void) {
 }
 
 /* DELETE and other kinds: admitted without a decision. */
+/* RFC 6901 escaping of names in JSON pointers: '~' first, so "~1" in a name stays literal. */
+static void test_pointer_escaping(void) {
+  co_buf_t b;
+  co_buf_init(&b, 256);
+  CO_CHECK_INT(co_json_pointer_append(&b, "example.com/a~b/~1c"), ==, 0);
+  CO_CHECK_STR(co_buf_str(&b), "example.com~1a~0b~1~01c");
+  co_buf_free(&b);
+  /* And in a patch: a recorded original under an existing annotation map. */
+  co_admission_t a = adm(0);
+  result_t r;
+  CO_CHECK_INT(run(&a, "statefulset-create-annotation.json", &r), ==, 0);
+  CO_CHECK_CONTAINS(r.patch,
+                    "\"/metadata/annotations/confidential.cypherpunk.io~1original-runtime-class\"");
+  result_free(&r);
+}
+
 static void test_other_operations(void) {
   co_admission_t a = adm(1);
   const char *del = "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\","
@@ -348,9 +377,182 @@ static void test_other_operations(void) {
   CO_CHECK_INT(decide_calls, ==, 0);
 }
 
+/* ---- spec.hardening: the same write as the reconciler's, in the same patch ---------------- */
+
+/* Applies a JSONPatch of "add" and "remove" operations (what the webhook emits) to doc, as the
+ * API server does: object members and array indexes, pointer tokens unescaped. Returns 0, or
+ * -1 when an operation does not apply (which the API server would refuse). */
+static int apply_patch(cJSON *doc, const char *patch) {
+  cJSON *ops = cJSON_Parse(patch);
+  int rc = cJSON_IsArray(ops) ? 0 : -1;
+  const cJSON *op;
+  cJSON_ArrayForEach(op, ops) {
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(op, "op"));
+    const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(op, "path"));
+    if (kind == NULL || path == NULL || path[0] != '/') {
+      rc = -1;
+      break;
+    }
+    cJSON *parent = doc;
+    char tok[512];
+    const char *p = path + 1;
+    for (;;) {
+      size_t n = 0;
+      for (; *p != '\0' && *p != '/' && n < sizeof(tok) - 1; p++) {
+        if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
+          tok[n++] = p[1] == '0' ? '~' : '/';
+          p++;
+        } else {
+          tok[n++] = *p;
+        }
+      }
+      tok[n] = '\0';
+      if (*p == '\0')
+        break;
+      p++;
+      parent = cJSON_IsArray(parent) ? cJSON_GetArrayItem(parent, (int)strtol(tok, NULL, 10))
+                                     : cJSON_GetObjectItemCaseSensitive(parent, tok);
+      if (parent == NULL)
+        return cJSON_Delete(ops), -1;
+    }
+    if (!cJSON_IsObject(parent)) {
+      rc = -1; /* only object members are patched */
+      break;
+    }
+    if (strcmp(kind, "add") == 0) {
+      cJSON *v = cJSON_Duplicate(cJSON_GetObjectItem(op, "value"), 1);
+      if (cJSON_GetObjectItemCaseSensitive(parent, tok) != NULL)
+        cJSON_ReplaceItemInObjectCaseSensitive(parent, tok, v);
+      else
+        cJSON_AddItemToObject(parent, tok, v);
+    } else if (strcmp(kind, "remove") == 0) {
+      if (cJSON_GetObjectItemCaseSensitive(parent, tok) == NULL) {
+        rc = -1;
+        break;
+      }
+      cJSON_DeleteItemFromObjectCaseSensitive(parent, tok);
+    } else {
+      rc = -1;
+      break;
+    }
+  }
+  cJSON_Delete(ops);
+  return rc;
+}
+
+/* Reviews review (a document) with operation op; fills r. */
+static int run_doc(co_admission_t *a, cJSON *review, const char *op, result_t *r) {
+  cJSON_ReplaceItemInObject(cJSON_GetObjectItem(review, "request"), "operation",
+                            cJSON_CreateString(op));
+  char *body = cJSON_PrintUnformatted(review);
+  memset(r, 0, sizeof(*r));
+  char *out = NULL, err[256];
+  size_t out_len = 0;
+  int rc = co_admission_review(a, body, strlen(body), &out, &out_len, err, sizeof(err));
+  cJSON_free(body);
+  if (rc != 0)
+    return rc;
+  r->review = cJSON_Parse(out);
+  co_free(out);
+  r->resp = cJSON_GetObjectItem(r->review, "response");
+  r->allowed = cJSON_IsTrue(cJSON_GetObjectItem(r->resp, "allowed"));
+  const char *p = cJSON_GetStringValue(cJSON_GetObjectItem(r->resp, "patch"));
+  if (p != NULL && strlen(p) < 4 * sizeof(r->patch) / 3) {
+    int n = EVP_DecodeBlock((unsigned char *)r->patch, (const unsigned char *)p, (int)strlen(p));
+    while (n > 0 && r->patch[n - 1] == '\0')
+      n--;
+    r->patch[n > 0 ? n : 0] = '\0';
+  }
+  return 0;
+}
+
+#define HARDENED_PATCH                                                                           \
+  "[{\"op\":\"add\",\"path\":\"/spec/template/spec/runtimeClassName\",\"value\":\"kata-qemu\"}," \
+  "{\"op\":\"add\",\"path\":\"/metadata/annotations\",\"value\":{"                               \
+  "\"confidential.cypherpunk.io/original-runtime-class\":\"\","                                  \
+  "\"confidential.cypherpunk.io/original-hardening\":\"{\\\"emptyDirs\\\":{\\\"scratch\\\":"     \
+  "\\\"|\\\",\\\"cache\\\":\\\"|1Gi\\\",\\\"mem\\\":\\\"Memory|\\\"},"                           \
+  "\\\"automountServiceAccountToken\\\":-1}\"}},"                                                \
+  "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/1/emptyDir/medium\","                  \
+  "\"value\":\"Memory\"},"                                                                       \
+  "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/1/emptyDir/sizeLimit\","               \
+  "\"value\":\"256Mi\"},"                                                                        \
+  "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/2/emptyDir/medium\","                  \
+  "\"value\":\"Memory\"},"                                                                       \
+  "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/3/emptyDir/sizeLimit\","               \
+  "\"value\":\"256Mi\"},"                                                                        \
+  "{\"op\":\"add\",\"path\":\"/spec/template/spec/automountServiceAccountToken\","               \
+  "\"value\":false}]"
+
+/* A Deployment with emptyDirs (none, a size limit, already in memory) and a configMap volume,
+ * selected by a CR with spec.hardening: class, both records and the hardening in one patch;
+ * the patched object reviewed again needs nothing; with the CR gone, the restore patch gives
+ * back exactly the object as created. */
+static void test_deployment_hardening(void) {
+  co_admission_t a = adm(0);
+  result_t r;
+  vault_cr = 1;
+  CO_CHECK_INT(run(&a, "deployment-create-hardening.json", &r), ==, 0);
+  CO_CHECK(r.allowed);
+  CO_CHECK_STR(r.patch, HARDENED_PATCH);
+  char patch[sizeof(r.patch)];
+  snprintf(patch, sizeof(patch), "%s", r.patch);
+  result_free(&r);
+
+  size_t len;
+  const char *body = read_fixture("deployment-create-hardening.json", &len);
+  CO_CHECK(body != NULL);
+  cJSON *review = cJSON_ParseWithLength(body, len);
+  cJSON *obj = cJSON_GetObjectItem(cJSON_GetObjectItem(review, "request"), "object");
+  cJSON *created = cJSON_Duplicate(obj, 1);
+  CO_CHECK_INT(apply_patch(obj, patch), ==, 0);
+  const cJSON *vols = cJSON_GetObjectItem(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "spec"), "template"),
+                          "spec"),
+      "volumes");
+  CO_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(
+                   cJSON_GetObjectItem(cJSON_GetArrayItem(vols, 1), "emptyDir"), "medium")),
+               "Memory");
+
+  /* The owner (or the reconciler's own write) sends it again: nothing to add. */
+  int64_t mutated = (int64_t)a.stats.mutated;
+  CO_CHECK_INT(run_doc(&a, review, "UPDATE", &r), ==, 0);
+  CO_CHECK(r.allowed);
+  CO_CHECK_STR(r.patch, "");
+  CO_CHECK_INT(a.stats.mutated, ==, mutated);
+  result_free(&r);
+
+  /* The CR is deleted: the restore removes the class and both records and puts every
+   * emptyDir and the automount setting back. */
+  vault_cr = 0;
+  CO_CHECK_INT(run_doc(&a, review, "UPDATE", &r), ==, 0);
+  CO_CHECK_CONTAINS(r.patch, "{\"op\":\"remove\",\"path\":\"/spec/template/spec/"
+                             "runtimeClassName\"}");
+  CO_CHECK_CONTAINS(r.patch, "{\"op\":\"remove\",\"path\":\"/metadata/annotations/"
+                             "confidential.cypherpunk.io~1original-runtime-class\"}");
+  CO_CHECK_CONTAINS(r.patch, "{\"op\":\"remove\",\"path\":\"/metadata/annotations/"
+                             "confidential.cypherpunk.io~1original-hardening\"}");
+  /* A field the owner did not have is removed, never set to "". */
+  CO_CHECK(strstr(r.patch, "\"value\":\"\"") == NULL);
+  CO_CHECK_INT(apply_patch(obj, r.patch), ==, 0);
+  result_free(&r);
+  /* The empty annotation map the patch left behind is the only trace. */
+  cJSON *md = cJSON_GetObjectItem(obj, "metadata");
+  CO_CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(md, "annotations")), ==, 0);
+  cJSON_DeleteItemFromObject(md, "annotations");
+  CO_CHECK(cJSON_Compare(obj, created, 1));
+  CO_CHECK_INT(run_doc(&a, review, "UPDATE", &r), ==, 0);
+  CO_CHECK_STR(r.patch, "");
+  result_free(&r);
+  vault_cr = 1;
+  cJSON_Delete(created);
+  cJSON_Delete(review);
+}
+
 CO_TEST_MAIN(CO_TEST(test_deployment_create_env), CO_TEST(test_deployment_update_dropped),
              CO_TEST(test_statefulset_annotation), CO_TEST(test_pod_env),
              CO_TEST(test_pod_bad_class), CO_TEST(test_system_namespace),
              CO_TEST(test_deployment_foreign), CO_TEST(test_deployment_optout_restores),
              CO_TEST(test_deployment_reverted), CO_TEST(test_subresource_untouched),
-             CO_TEST(test_cr_takes_over), CO_TEST(test_malformed), CO_TEST(test_other_operations))
+             CO_TEST(test_cr_takes_over), CO_TEST(test_malformed), CO_TEST(test_other_operations),
+             CO_TEST(test_deployment_hardening), CO_TEST(test_pointer_escaping))
