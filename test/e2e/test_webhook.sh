@@ -114,6 +114,92 @@ YAML
   kc delete namespace $ns --wait=false >/dev/null
 }
 
+# vault_deploy NS: a Deployment with emptyDirs (none set, a size limit) and a configMap volume.
+vault_deploy() {
+  kc -n "$1" create -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: vault, labels: {app: vault}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: vault}}
+  template:
+    metadata: {labels: {app: vault}}
+    spec:
+      containers: [{name: app, image: fake, volumeMounts: [{name: scratch, mountPath: /tmp}]}]
+      volumes:
+      - {name: conf, configMap: {name: vault-conf}}
+      - {name: scratch, emptyDir: {}}
+      - {name: cache, emptyDir: {sizeLimit: 1Gi}}
+YAML
+}
+
+vault_volume() { jp "$1" deploy/vault "{.spec.template.spec.volumes[?(@.name==\"$2\")].emptyDir.$3}"; }
+
+# spec.hardening at admission: the first ReplicaSet already has the class and the memory-backed
+# emptyDirs, the controller does not roll it again, and deleting the CR restores exactly the
+# template as created (compared with the same Deployment created where no CR selects it).
+test_webhook_hardening_in_first_replicaset() {
+  local ns=e2e-wh-hard plain=e2e-wh-hard-plain
+  wh_setup
+  kc delete namespace $ns $plain --ignore-not-found --wait=true >/dev/null
+  kc create namespace $ns >/dev/null
+  kc create namespace $plain >/dev/null
+  wh_start webhook-hardening
+  kc -n $ns apply -f - >/dev/null <<'YAML'
+apiVersion: confidential.cypherpunk.io/v1alpha1
+kind: ConfidentialWorkload
+metadata: {name: vault}
+spec:
+  runtimeClassName: kata-qemu
+  targetRefs: [{kind: Deployment, name: vault}]
+  hardening: {memoryBackedEmptyDirs: true, automountServiceAccountToken: false}
+YAML
+  # The finalizer is the controller's first write: its cache holds the CR from then on.
+  check "CR seen by the controller" \
+    wait_jp $ns cwl/vault '{.metadata.finalizers[0]}' confidential.cypherpunk.io/finalizer 15
+  vault_deploy $ns
+  vault_deploy $plain
+  check "created with the class" wait_jp $ns deploy/vault '{.spec.template.spec.runtimeClassName}' kata-qemu 1
+  check "created with scratch in memory" [ "$(vault_volume $ns scratch medium)" = Memory ]
+  check "... with the default size limit" [ "$(vault_volume $ns scratch sizeLimit)" = 256Mi ]
+  check "cache in memory, its own limit kept" [ "$(vault_volume $ns cache medium)/$(vault_volume $ns cache sizeLimit)" = Memory/1Gi ]
+  check "created without the service account token" \
+    [ "$(jp $ns deploy/vault '{.spec.template.spec.automountServiceAccountToken}')" = false ]
+  check "the original class is recorded" \
+    [ "$(jp $ns deploy/vault '{.metadata.annotations.confidential\.cypherpunk\.io/original-runtime-class}')" = "" ]
+  check "what hardening replaced is recorded" \
+    [ -n "$(jp $ns deploy/vault '{.metadata.annotations.confidential\.cypherpunk\.io/original-hardening}')" ]
+  check "the CR is Ready: the controller saw it sandboxed" kc -n $ns wait --for=condition=Ready cwl/vault --timeout=60s
+  sleep 2
+  local rs
+  rs=$(kc -n $ns get rs -l app=vault -o jsonpath='{range .items[*]}{.spec.template.spec.runtimeClassName}/{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.medium}{" "}{end}')
+  check "exactly one ReplicaSet, sandboxed and hardened ($rs)" [ "$rs" = "kata-qemu/Memory " ]
+  check "the controller did not roll it again: generation 1" wait_jp $ns deploy/vault '{.metadata.generation}' 1 1
+  check "no write by the controller" [ "$(log_count '.msg=="workload rewritten" and .key=="d:'$ns'/vault"')" -eq 0 ]
+  check "the review patched it" [ "$(wh_reviews '.key=="'$ns'/vault" and .ops > 0')" -ge 1 ]
+
+  # Deleting the CR restores everything: one more rollout, back to the template as created.
+  kc -n $ns delete cwl vault --wait=false >/dev/null
+  check "CR released" kc -n $ns wait --for=delete cwl/vault --timeout=30s
+  check "class removed" wait_jp $ns deploy/vault '{.spec.template.spec.runtimeClassName}' "" 5
+  check "records removed" [ -z "$(kc -n $ns get deploy vault -o json | jq -r '.metadata.annotations // {} | keys[] | select(startswith("confidential.cypherpunk.io/"))')" ]
+  local got want
+  got=$(kc -n $ns get deploy vault -o json | jq -S .spec.template)
+  want=$(kc -n $plain get deploy vault -o json | jq -S .spec.template)
+  check "the template is exactly as created" [ "$got" = "$want" ]
+  [ "$got" = "$want" ] || diff <(echo "$want") <(echo "$got") >&2 || true
+  check "one restore: generation 2" wait_jp $ns deploy/vault '{.metadata.generation}' 2 5
+  sleep 1
+  rs=$(kc -n $ns get rs -l app=vault --sort-by=.metadata.creationTimestamp -o jsonpath='{range .items[*]}{.spec.template.spec.runtimeClassName}/{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.medium}{" "}{end}')
+  check "two ReplicaSets, the new one as created ($rs)" [ "$rs" = "kata-qemu/Memory / " ]
+  local rc=0; ctrl_stop || rc=$?
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "no sanitizer report" sanitizer_clean
+  wh_unregister
+  kc delete namespace $ns $plain --wait=false >/dev/null
+}
+
 test_webhook_pods_and_system_namespaces() {
   local ns=e2e-wh-pods
   wh_setup
