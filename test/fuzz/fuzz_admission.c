@@ -21,7 +21,10 @@ static const co_policy_t policy = {.allowed = allowed,
                                    .operator_namespace = "confidential-system"};
 
 static int decide(void *ud, char kind, const co_workload_t *w, co_decision_t *out) {
-  static const co_decide_cr_t cr = {"shop/cr", "gvisor", NULL};
+  /* Hardening too, so every review of a labelled workload also exercises the hardening plan
+   * and its record (co/wplan.h). */
+  static const co_hardening_t hard = {1, "256Mi", 0};
+  static const co_decide_cr_t cr = {"shop/cr", "gvisor", &hard};
   co_decide_input_t in = {w, NULL, NULL, 0};
   if (kind != 'p' && co_kv_get(&w->labels, "tier") != NULL) {
     in.crs = &cr;
