@@ -654,6 +654,44 @@ static void test_long_inputs(void) {
   CO_CHECK_CONTAINS(d.message, "...");
 }
 
+/* spec.hardening travels with the deciding CR's decision when it sets or keeps the class, and
+ * never otherwise (a conflict, a protected namespace, no CR). */
+static void test_hardening_carried(void) {
+  static const co_hardening_t hard = {1, "512Mi", 0};
+  fixture_t f;
+  co_decision_t d;
+  fixture(&f, "tenant", NULL, NULL, NULL, NULL, "tenant/a=gvisor");
+  f.crs[0].hardening = &hard;
+  CO_CHECK_INT(run(&pol_def, &f, 0, &d), ==, 0);
+  CO_CHECK_INT(d.action, ==, CO_ACTION_SET);
+  CO_CHECK(d.harden);
+  CO_CHECK_INT(d.hardening.memory_backed_empty_dirs, ==, 1);
+  CO_CHECK_STR(d.hardening.empty_dir_size_limit, "512Mi");
+  CO_CHECK_INT(d.hardening.automount_sa_token, ==, 0);
+
+  fixture(&f, "tenant", NULL, "gvisor", NULL, NULL, "tenant/a=gvisor");
+  f.crs[0].hardening = &hard;
+  CO_CHECK_INT(run(&pol_def, &f, 0, &d), ==, 0);
+  CO_CHECK_INT(d.action, ==, CO_ACTION_NONE);
+  CO_CHECK(d.harden);
+
+  fixture(&f, "tenant", NULL, NULL, NULL, NULL, "tenant/a=gvisor|tenant/b=kata-qemu");
+  f.crs[0].hardening = &hard;
+  CO_CHECK_INT(run(&pol_def, &f, 0, &d), ==, 0);
+  CO_CHECK_INT(d.action, ==, CO_ACTION_CONFLICT);
+  CO_CHECK(!d.harden);
+
+  fixture(&f, "kube-system", NULL, NULL, NULL, NULL, "kube-system/a=gvisor");
+  f.crs[0].hardening = &hard;
+  CO_CHECK_INT(run(&pol_def, &f, 0, &d), ==, 0);
+  CO_CHECK(!d.harden);
+
+  fixture(&f, "tenant", NULL, NULL, NULL, "KATA=true", NULL);
+  CO_CHECK_INT(run(&pol_def, &f, 0, &d), ==, 0);
+  CO_CHECK_INT(d.action, ==, CO_ACTION_SET);
+  CO_CHECK(!d.harden);
+}
+
 /* ---- end to end with the real projection ---- */
 
 static int decode(const char *json, co_workload_t *w, const char *ns) {
@@ -712,4 +750,4 @@ static void test_projection(void) {
 
 CO_TEST_MAIN(CO_TEST(test_table), CO_TEST(test_invariants), CO_TEST(test_invalid_inputs),
              CO_TEST(test_helpers), CO_TEST(test_auto_resolved_once), CO_TEST(test_long_inputs),
-             CO_TEST(test_projection))
+             CO_TEST(test_projection), CO_TEST(test_hardening_carried))
