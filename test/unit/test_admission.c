@@ -549,10 +549,76 @@ static void test_deployment_hardening(void) {
   cJSON_Delete(review);
 }
 
+/* The owner rewrites the hardened template from its manifest (as the Akash provider does:
+ * annotations kept, class dropped, an emptyDir as in the manifest) and adds an emptyDir: one
+ * patch hardens it again and extends the record with the new volume; the CR deleted, the
+ * restore gives back every volume as the owner first had it, the new one included. */
+static void test_deployment_hardening_owner_update(void) {
+  co_admission_t a = adm(0);
+  result_t r;
+  vault_cr = 1;
+  CO_CHECK_INT(run(&a, "deployment-create-hardening.json", &r), ==, 0);
+  size_t len;
+  const char *body = read_fixture("deployment-create-hardening.json", &len);
+  CO_CHECK(body != NULL);
+  cJSON *review = cJSON_ParseWithLength(body, len);
+  cJSON *obj = cJSON_GetObjectItem(cJSON_GetObjectItem(review, "request"), "object");
+  /* What the restore must give back: the template as created, plus the owner's new volume. */
+  cJSON *want = cJSON_Duplicate(obj, 1);
+  cJSON_AddItemToArray(
+      cJSON_GetObjectItem(
+          cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(want, "spec"), "template"),
+                              "spec"),
+          "volumes"),
+      cJSON_Parse("{\"name\":\"extra\",\"emptyDir\":{}}"));
+  CO_CHECK_INT(apply_patch(obj, r.patch), ==, 0);
+  result_free(&r);
+
+  cJSON *tspec = cJSON_GetObjectItem(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "spec"), "template"), "spec");
+  cJSON_DeleteItemFromObject(tspec, "runtimeClassName");
+  cJSON *vols = cJSON_GetObjectItem(tspec, "volumes");
+  /* scratch as in the owner's manifest: neither medium nor sizeLimit. */
+  cJSON_ReplaceItemInObject(cJSON_GetArrayItem(vols, 1), "emptyDir", cJSON_CreateObject());
+  cJSON_AddItemToArray(vols, cJSON_Parse("{\"name\":\"extra\",\"emptyDir\":{}}"));
+  CO_CHECK_INT(run_doc(&a, review, "UPDATE", &r), ==, 0);
+  CO_CHECK_STR(
+      r.patch,
+      "[{\"op\":\"add\",\"path\":\"/spec/template/spec/runtimeClassName\",\"value\":\"kata-qemu\"},"
+      "{\"op\":\"add\",\"path\":\"/metadata/annotations/"
+      "confidential.cypherpunk.io~1original-hardening\",\"value\":\"{\\\"emptyDirs\\\":{"
+      "\\\"scratch\\\":\\\"|\\\",\\\"cache\\\":\\\"|1Gi\\\",\\\"mem\\\":\\\"Memory|\\\","
+      "\\\"extra\\\":\\\"|\\\"},\\\"automountServiceAccountToken\\\":-1}\"},"
+      "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/1/emptyDir/medium\","
+      "\"value\":\"Memory\"},"
+      "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/1/emptyDir/sizeLimit\","
+      "\"value\":\"256Mi\"},"
+      "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/4/emptyDir/medium\","
+      "\"value\":\"Memory\"},"
+      "{\"op\":\"add\",\"path\":\"/spec/template/spec/volumes/4/emptyDir/sizeLimit\","
+      "\"value\":\"256Mi\"}]");
+  CO_CHECK_INT(apply_patch(obj, r.patch), ==, 0);
+  result_free(&r);
+
+  vault_cr = 0;
+  CO_CHECK_INT(run_doc(&a, review, "UPDATE", &r), ==, 0);
+  CO_CHECK_INT(apply_patch(obj, r.patch), ==, 0);
+  result_free(&r);
+  vault_cr = 1;
+  /* Every volume as the owner first had it, the new one too; no class, no records. */
+  cJSON *md = cJSON_GetObjectItem(obj, "metadata");
+  CO_CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(md, "annotations")), ==, 0);
+  cJSON_DeleteItemFromObject(md, "annotations");
+  CO_CHECK(cJSON_Compare(obj, want, 1));
+  cJSON_Delete(want);
+  cJSON_Delete(review);
+}
+
 CO_TEST_MAIN(CO_TEST(test_deployment_create_env), CO_TEST(test_deployment_update_dropped),
              CO_TEST(test_statefulset_annotation), CO_TEST(test_pod_env),
              CO_TEST(test_pod_bad_class), CO_TEST(test_system_namespace),
              CO_TEST(test_deployment_foreign), CO_TEST(test_deployment_optout_restores),
              CO_TEST(test_deployment_reverted), CO_TEST(test_subresource_untouched),
              CO_TEST(test_cr_takes_over), CO_TEST(test_malformed), CO_TEST(test_other_operations),
-             CO_TEST(test_deployment_hardening), CO_TEST(test_pointer_escaping))
+             CO_TEST(test_deployment_hardening), CO_TEST(test_deployment_hardening_owner_update),
+             CO_TEST(test_pointer_escaping))
