@@ -116,6 +116,9 @@ static int make_ssl_ctx(const char *cert_pem, const char *key_pem, SSL_CTX **out
     return CO_ENOMEM;
   SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
   SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  /* HTTP/2 by ALPN: the API server then multiplexes its admission calls over one connection
+   * instead of opening (and handshaking) one per concurrent call. */
+  h2o_ssl_register_alpn_protocols(ssl, h2o_http2_alpn_protocols);
   int rc = load_cert_chain(ssl, cert_pem);
   if (rc == 0)
     rc = load_key(ssl, key_pem);
@@ -274,6 +277,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *hreq) {
   req.body = hreq->entity.base;
   req.body_len = hreq->entity.base != NULL ? hreq->entity.len : 0;
   req.tls = hreq->scheme == &H2O_URL_SCHEME_HTTPS;
+  req.received_us = (int64_t)hreq->timestamps.request_begin_at.tv_sec * 1000000 +
+                    hreq->timestamps.request_begin_at.tv_usec;
   req.impl = hreq;
   r->cb(&req, r->data);
   if (!req.responded) {
@@ -309,6 +314,7 @@ static void on_accept(uv_stream_t *server, int status) {
     return;
   }
   impl->conns++;
+  impl->srv->accepted++;
   h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
   h2o_accept(&l->accept_ctx, sock);
 }
@@ -329,7 +335,7 @@ int co_http_server_init(uv_loop_t *loop, co_http_server_t *srv) {
   impl->srv = srv;
   h2o_config_init(&impl->config);
   impl->config.max_request_entity_size = 1024;
-  impl->config.http1.upgrade_to_http2 = 0; /* HTTP/1.1 only: no ALPN, no h2c upgrade */
+  impl->config.http1.upgrade_to_http2 = 0; /* HTTP/2 over TLS by ALPN only, no h2c upgrade */
   h2o_hostconf_t *host =
       h2o_config_register_host(&impl->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
   h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
@@ -496,7 +502,7 @@ static void dispose_context(h2o_context_t *ctx) {
       h2o_context_dispose_pathconf_context(ctx, hostconf->paths.entries + j);
     h2o_context_dispose_pathconf_context(ctx, &hostconf->fallback_path);
   }
-  /* armed by h2o_context_request_shutdown for HTTP/2 connections, which are never negotiated */
+  /* armed by h2o_context_request_shutdown to resend GOAWAY; every connection is gone by now */
   h2o_timeout_unlink(&ctx->http2._graceful_shutdown_timeout);
   free(ctx->_pathconfs_inited.entries);
   free(ctx->_module_configs);
@@ -542,6 +548,8 @@ static void on_drain(uv_timer_t *t) {
   struct co_http_impl_s *impl = t->data;
   h2o_timeout_run(t->loop, &impl->ctx.handshake_timeout, UINT64_MAX);
   h2o_timeout_run(t->loop, &impl->ctx.http1.req_timeout, UINT64_MAX);
+  /* HTTP/2 connections without open streams (they got GOAWAY from the shutdown request) */
+  h2o_timeout_run(t->loop, &impl->ctx.http2.idle_timeout, UINT64_MAX);
   finish_close_if_done(impl);
 }
 

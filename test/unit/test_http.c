@@ -75,6 +75,7 @@ typedef struct {
   char allow[128];
   char subject[512];
   long connects; /* new connections made by this request (0: reused) */
+  long version;  /* CURL_HTTP_VERSION_* the response came with */
   CURLcode code;
 } resp_t;
 
@@ -125,6 +126,7 @@ static void request(CURL *h, const char *method, const char *url, const char *bo
   r->code = curl_easy_perform(h);
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
   curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r->connects);
+  curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &r->version);
   char *ct = NULL;
   if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL)
     snprintf(r->ctype, sizeof(r->ctype), "%s", ct);
@@ -334,6 +336,20 @@ static void script_routes(fixture_t *f) {
   request(h, "GET", u, NULL, 0, &r);
   CO_CHECK_INT(r.code, ==, CURLE_OK);
   CO_CHECK_STR(r.body, "hello t tls=1");
+  /* the same bounds over HTTP/2 */
+  url(u, sizeof(u), f, 1, "/echo");
+  request(h, "POST", u, body, 101, &r);
+  CO_CHECK_INT(r.version, ==, CURL_HTTP_VERSION_2_0);
+  CO_CHECK_INT(r.status, ==, 413);
+  request(h, "POST", u, body, 100, &r);
+  CO_CHECK_INT(r.status, ==, 201);
+  /* over every route's bound, HTTP/2: libh2o resets the stream instead of reading the body */
+  url(u, sizeof(u), f, 1, "/big");
+  request(h, "POST", u, body, sizeof(body), &r);
+  CO_CHECK(r.code != CURLE_OK && r.status == 0);
+  url(u, sizeof(u), f, 1, "/hello?t");
+  request(h, "GET", u, NULL, 0, &r);
+  CO_CHECK_STR(r.body, "hello t tls=1");
   /* plaintext on the TLS port fails */
   char plain_on_tls[128];
   snprintf(plain_on_tls, sizeof(plain_on_tls), "http://127.0.0.1:%d/hello", f->tls_port);
@@ -376,8 +392,9 @@ static void script_cert_swap(fixture_t *f) {
 
 static void test_cert_swap(void) { run(script_cert_swap); }
 
-/* Idle keep-alive connections (plain and TLS) and one stuck before its TLS handshake do not
- * hold the close back: it ends long before libh2o's 10 s request and handshake timeouts. */
+/* Idle keep-alive connections (plain HTTP/1.1 and TLS HTTP/2) and one stuck before its TLS
+ * handshake do not hold the close back: it ends long before libh2o's 10 s request and handshake
+ * timeouts. */
 static void script_idle(fixture_t *f) {
   resp_t r;
   char u[256];
@@ -385,10 +402,13 @@ static void script_idle(fixture_t *f) {
   url(u, sizeof(u), f, 0, "/hello");
   request(f->keep, "GET", u, NULL, 0, &r);
   CO_CHECK_INT(r.status, ==, 200);
+  CO_CHECK_INT(r.version, ==, CURL_HTTP_VERSION_1_1);
+  /* TLS offers HTTP/2 by ALPN: the idle connection is an HTTP/2 one */
   f->keep_tls = curl_easy_init();
   url(u, sizeof(u), f, 1, "/hello");
   request(f->keep_tls, "GET", u, NULL, 0, &r);
   CO_CHECK_INT(r.status, ==, 200);
+  CO_CHECK_INT(r.version, ==, CURL_HTTP_VERSION_2_0);
   f->raw = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa;
   uv_ip4_addr("127.0.0.1", f->tls_port, &sa);

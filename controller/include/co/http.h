@@ -1,6 +1,7 @@
-/* HTTP/1.1 server on the caller's libuv loop, built on libh2o (the libuv flavour): several
- * listeners per server (plaintext or TLS), exact-path routes, whole request bodies bounded per
- * route, synchronous responses. Used for /metrics, /healthz, /readyz and the admission webhook.
+/* HTTP/1.1 (and HTTP/2 over TLS, by ALPN) server on the caller's libuv loop, built on libh2o (the
+ * libuv flavour): several listeners per server (plaintext or TLS), exact-path routes, whole request
+ * bodies bounded per route, synchronous responses. Used for /metrics, /healthz, /readyz and the
+ * admission webhook.
  *
  * - A request whose path has no route gets 404; a method the route does not allow gets 405
  *   (with an Allow header); a body larger than the route's max_body gets 413.
@@ -15,6 +16,7 @@
 #define CO_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 /* Methods a route accepts (bit mask). */
@@ -48,6 +50,10 @@ typedef struct co_http_request_s {
   const char *body; /* whole body, at most the route's max_body; len 0 when absent */
   size_t body_len;
   int tls; /* 1 when the request came over a TLS listener */
+  /* Wall-clock time (µs since the epoch) at which libh2o began reading the request, at the
+   * loop clock's resolution (about 1 ms): the handler's start minus this is the time the
+   * request waited behind other work on the loop. */
+  int64_t received_us;
   /* private */
   void *impl;
   int responded;
@@ -77,6 +83,7 @@ struct co_http_server_s {
   void *data;
   /* read-only */
   uv_loop_t *loop;
+  uint64_t accepted; /* TCP connections accepted (each TLS one costs a handshake) */
   /* private */
   struct co_http_impl_s *impl;
 };
