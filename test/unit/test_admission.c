@@ -81,7 +81,7 @@ static void result_free(result_t *r) { cJSON_Delete(r->review); }
 
 static int run(co_admission_t *a, const char *fixture, result_t *r) {
   memset(r, 0, sizeof(*r));
-  size_t len;
+  size_t len = 0;
   const char *body = read_fixture(fixture, &len);
   if (body == NULL)
     return -1;
@@ -499,7 +499,7 @@ static void test_deployment_hardening(void) {
   snprintf(patch, sizeof(patch), "%s", r.patch);
   result_free(&r);
 
-  size_t len;
+  size_t len = 0;
   const char *body = read_fixture("deployment-create-hardening.json", &len);
   CO_CHECK(body != NULL);
   cJSON *review = cJSON_ParseWithLength(body, len);
@@ -558,7 +558,7 @@ static void test_deployment_hardening_owner_update(void) {
   result_t r;
   vault_cr = 1;
   CO_CHECK_INT(run(&a, "deployment-create-hardening.json", &r), ==, 0);
-  size_t len;
+  size_t len = 0;
   const char *body = read_fixture("deployment-create-hardening.json", &len);
   CO_CHECK(body != NULL);
   cJSON *review = cJSON_ParseWithLength(body, len);
