@@ -366,3 +366,51 @@ cJSON *co_nodeobj_probe_pod(const co_nodeobj_opts_t *o, const char *node, const 
   cJSON_AddStringToObject(lim, "memory", "32Mi");
   return p;
 }
+
+int co_nodeobj_class_enabled(const co_nodeobj_opts_t *o, const char *name) {
+  size_t pl = strlen(CO_PROBE_CLASS_PREFIX);
+  if (strncmp(name, CO_PROBE_CLASS_PREFIX, pl) == 0)
+    name += pl;
+  for (size_t i = 0; i < o->n_classes; i++)
+    if (strcmp(o->classes[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+const char *co_nodeobj_stale_runtime_label(const co_nodeobj_opts_t *o, const char *key) {
+  size_t pl = strlen(CO_NODE_RUNTIME_LABEL_PREFIX);
+  if (strncmp(key, CO_NODE_RUNTIME_LABEL_PREFIX, pl) != 0 || key[pl] == '\0')
+    return NULL;
+  for (size_t i = 0; i < o->n_classes; i++)
+    if (strcmp(o->classes[i], key + pl) == 0)
+      return NULL;
+  return key + pl;
+}
+
+/* 1 when the managedFields entry e owns the field "f:handler". */
+static int owns_handler(const cJSON *e) {
+  return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "fieldsV1"),
+                                          "f:handler") != NULL;
+}
+
+int co_nodeobj_class_is_ours(const cJSON *rc, const char *field_manager) {
+  const cJSON *md = cJSON_GetObjectItemCaseSensitive(rc, "metadata");
+  const cJSON *by =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(md, "labels"), MANAGED_BY);
+  if (!cJSON_IsString(by) || strcmp(by->valuestring, OPERATOR) != 0)
+    return 0;
+  int ours = 0;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(md, "managedFields")) {
+    if (!owns_handler(e))
+      continue;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "manager");
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(e, "operation");
+    if (cJSON_IsString(m) && strcmp(m->valuestring, field_manager) == 0 && cJSON_IsString(op) &&
+        strcmp(op->valuestring, "Apply") == 0)
+      ours = 1;
+    else
+      return 0; /* someone else set the handler too: the class is (also) theirs */
+  }
+  return ours;
+}

@@ -18,6 +18,11 @@
 #define MAX_CLASSES 16
 #define PATH_MAX_LEN 1024
 #define WHAT_LEN 768 /* "kind/name" or "label key=value", for logs and events */
+/* URL-encoded label selectors: app.kubernetes.io/managed-by=confidential-operator, and
+ * app.kubernetes.io/name=confidential-operator,app.kubernetes.io/component=kata-deploy. */
+#define MANAGED_BY_SELECTOR "app.kubernetes.io%2Fmanaged-by%3Dconfidential-operator"
+#define KATA_DS_SELECTOR \
+  "app.kubernetes.io%2Fname%3Dconfidential-operator%2Capp.kubernetes.io%2Fcomponent%3Dkata-deploy"
 #define KEY_APPLY "apply"
 #define KEY_NODES "nodes"
 /* A probe pod that vanished from the cache this long after its creation is created again. */
@@ -38,6 +43,7 @@ typedef struct {
 
 typedef struct co__np_node {
   char *name;
+  uint64_t serial; /* tells a node re-created under the same name from the one deleted */
   uint64_t min_rv; /* the cache must reach this resourceVersion (our last node write) */
   int busy;        /* a write for this node is in flight */
   int restarting;  /* seen restarting at the last pass */
@@ -60,7 +66,10 @@ typedef enum {
   OP_EVENT,
   OP_PROBE_CREATE,
   OP_PROBE_DELETE,
-  OP_EVICT
+  OP_EVICT,
+  OP_RC_LIST,    /* the operator's RuntimeClasses, to delete those of runtimes not enabled */
+  OP_RC_DELETE,  /* one of them */
+  OP_KATA_DELETE /* the kata-deploy DaemonSet once no Kata class is enabled */
 } op_kind_t;
 
 typedef struct co__np_op {
@@ -69,6 +78,7 @@ typedef struct co__np_op {
   op_kind_t kind;
   char pass; /* 'a' apply, 'n' nodes, 0 none (events) */
   char *node;
+  uint64_t serial; /* of the node's state when the request started */
   char *what;
   int class_idx;
   struct co__np_op *prev, *next;
@@ -149,6 +159,7 @@ static np_node_t *state_get(co_nodeprep_t *np, const char *name) {
   if (s == NULL) {
     s = co_calloc(1, sizeof(*s));
     s->name = co_strdup(name);
+    s->serial = ++np->node_serial;
     HASH_ADD_KEYPTR(hh, np->state, s->name, strlen(s->name), s);
   }
   return s;
@@ -174,6 +185,7 @@ static void op_free(op_t *op) {
 
 static void maybe_closed(co_nodeprep_t *np);
 static void on_op_done(co_req_t *req);
+static int kata_node(const co_node_t *n);
 
 /* Starts a request; body is owned (freed here). Returns 0 when started. */
 static int start_op(co_nodeprep_t *np, op_kind_t kind, char pass, co_verb_t verb, const char *path,
@@ -208,8 +220,12 @@ static int start_op(co_nodeprep_t *np, op_kind_t kind, char pass, co_verb_t verb
   if (op->next)
     op->next->prev = op;
   np->ops = op;
-  if (node != NULL && pass == 'n')
-    state_get(np, node)->busy = 1;
+  if (node != NULL) {
+    np_node_t *st = state_get(np, node);
+    op->serial = st->serial;
+    if (pass == 'n')
+      st->busy = 1;
+  }
   return 0;
 }
 
@@ -236,6 +252,59 @@ static void node_event(co_nodeprep_t *np, const co_node_t *n, const char *type, 
     np->stats.events++;
 }
 
+/* An event about a RuntimeClass (cluster-scoped: it lives in "default"). */
+static void class_event(co_nodeprep_t *np, const char *class, const char *type, const char *reason,
+                        const char *note) {
+  if (np->closing)
+    return;
+  co_event_t e = {np->instance,   type, reason, "Delete", "node.k8s.io/v1",
+                  "RuntimeClass", "",   class,  NULL,     note};
+  char path[PATH_MAX_LEN];
+  char *body = co_event_body(&e, path, sizeof(path));
+  if (start_op(np, OP_EVENT, 0, CO_POST, path, body, NULL, reason, -1) == 0)
+    np->stats.events++;
+}
+
+/* The answer to the list of the operator's RuntimeClasses: deletes those of classes not enabled
+ * that are provably the operator's (co_nodeobj_class_is_ours), each under a uid and
+ * resourceVersion precondition (a class changed since the list is not deleted blindly).
+ * Returns how many deletes could not be started. */
+static int sweep_classes(co_nodeprep_t *np, co_req_t *req) {
+  cJSON *list = cJSON_ParseWithLength(req->body.data, req->body.len);
+  int failed = list == NULL;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(item, "metadata");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(md, "name");
+    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(md, "uid");
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(md, "resourceVersion");
+    if (!cJSON_IsString(name) || !cJSON_IsString(uid) || !cJSON_IsString(rv) ||
+        co_nodeobj_class_enabled(&np->opts.objs, name->valuestring))
+      continue;
+    if (!co_nodeobj_class_is_ours(item, CO_NODEOBJ_FIELD_MANAGER)) {
+      co_log(CO_LOG_INFO,
+             "RuntimeClass of a runtime not enabled left alone: another manager set its handler",
+             CO_S("name", name->valuestring));
+      continue;
+    }
+    cJSON *opts = cJSON_CreateObject();
+    cJSON_AddStringToObject(opts, "apiVersion", "v1");
+    cJSON_AddStringToObject(opts, "kind", "DeleteOptions");
+    cJSON *pre = cJSON_AddObjectToObject(opts, "preconditions");
+    cJSON_AddStringToObject(pre, "uid", uid->valuestring);
+    cJSON_AddStringToObject(pre, "resourceVersion", rv->valuestring);
+    char *body = cJSON_PrintUnformatted(opts);
+    cJSON_Delete(opts);
+    char path[PATH_MAX_LEN], what[WHAT_LEN];
+    snprintf(path, sizeof(path), "/apis/node.k8s.io/v1/runtimeclasses/%s", name->valuestring);
+    snprintf(what, sizeof(what), "RuntimeClass/%s", name->valuestring);
+    if (start_op(np, OP_RC_DELETE, 'a', CO_DELETE, path, body, NULL, what, -1) != 0)
+      failed++;
+  }
+  cJSON_Delete(list);
+  return failed;
+}
+
 static void pass_finished(co_nodeprep_t *np, const char *key, int failed) {
   if (failed && !np->closing)
     co_wq_add_rate_limited(&np->queue, key);
@@ -251,6 +320,8 @@ static void on_op_done(co_req_t *req) {
   np_node_t *st = NULL;
   if (op->node != NULL)
     HASH_FIND_STR(np->state, op->node, st);
+  if (st != NULL && st->serial != op->serial)
+    st = NULL; /* the node was deleted (and maybe re-created) meanwhile: not this state's answer */
   if (st != NULL && op->pass == 'n')
     st->busy = 0;
   int err = req->err, failed = 0;
@@ -307,6 +378,37 @@ static void on_op_done(co_req_t *req) {
     if (err != 0 && err != CO_ENOTFOUND && err != CO_ECANCELED)
       failed = 1;
     break;
+  case OP_RC_LIST:
+    if (err == 0)
+      np->classes_swept = sweep_classes(np, req) == 0;
+    else if (err != CO_ECANCELED)
+      failed = 1;
+    break;
+  case OP_RC_DELETE:
+    if (err == 0) {
+      co_log(CO_LOG_INFO, "RuntimeClass of a runtime no longer enabled deleted",
+             CO_S("object", op->what));
+      class_event(np, op->what + strlen("RuntimeClass/"), "Normal", "RuntimeClassDeleted",
+                  "runtime class no longer enabled (--runtime-classes): the operator deleted "
+                  "the RuntimeClass it had created");
+    } else if (err != CO_ENOTFOUND && err != CO_ECANCELED) {
+      np->classes_swept = 0; /* changed meanwhile (precondition) or failed: list again */
+      failed = 1;
+    }
+    break;
+  case OP_KATA_DELETE:
+    if (err == 0) {
+      np->kata_ds_removed = 1;
+      cJSON *l = cJSON_ParseWithLength(req->body.data, req->body.len);
+      int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(l, "items"));
+      cJSON_Delete(l);
+      if (n > 0)
+        co_log(CO_LOG_INFO, "no Kata runtime class enabled: the kata-deploy DaemonSet deleted",
+               CO_S("namespace", np->opts.objs.ns));
+    } else if (err != CO_ECANCELED) {
+      failed = 1;
+    }
+    break;
   case OP_EVICT:
     if (st == NULL)
       break;
@@ -323,6 +425,8 @@ static void on_op_done(co_req_t *req) {
     }
     break;
   }
+  if (failed && op->pass == 'a')
+    np->apply_failed = 1;
   if (failed) {
     np->stats.write_errors++;
     np->pass_failed = 1;
@@ -332,8 +436,6 @@ static void on_op_done(co_req_t *req) {
   }
   char pass = op->pass;
   op_free(op);
-  if (pass == 'a' && failed)
-    np->apply_failed = 1;
   if (pass == 'n' && --np->pass_pending == 0) {
     int f = np->pass_failed;
     np->pass_failed = 0;
@@ -378,12 +480,33 @@ static void reconcile_apply(co_nodeprep_t *np) {
     apply_obj(np, co_nodeobj_kata_deploy_ds(o), path, 1);
   }
   /* RuntimeClasses: no force, so a class of that name managed by someone else with other
-   * values is never taken over (the conflict is logged). Classes are never deleted. */
+   * values is never taken over (the conflict is logged). */
   for (size_t i = 0; i < n_classes(np); i++) {
     for (int probe = 0; probe < 2; probe++) {
       snprintf(path, sizeof(path), "/apis/node.k8s.io/v1/runtimeclasses/%s%s",
                probe ? CO_PROBE_CLASS_PREFIX : "", class_at(np, i));
       apply_obj(np, co_nodeobj_runtimeclass(class_at(np, i), probe), path, 0);
+    }
+  }
+  /* The classes this operator created for runtimes that are no longer enabled (the set only
+   * changes with a restart: once swept, done). */
+  if (!np->classes_swept)
+    start_op(np, OP_RC_LIST, 'a', CO_GET,
+             "/apis/node.k8s.io/v1/runtimeclasses?labelSelector=" MANAGED_BY_SELECTOR, NULL, NULL,
+             "list RuntimeClasses", -1);
+  if (!any_kata(np) && !np->kata_ds_removed) {
+    int kata_nodes = 0;
+    for (const co_obj_t *n = co_informer_first(np->nodes); n != NULL; n = co_informer_next(n))
+      kata_nodes += kata_node((const co_node_t *)n);
+    if (kata_nodes == 0) {
+      /* By label, so that only the operator's DaemonSet of that name can go. */
+      snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/daemonsets?labelSelector=%s", o->ns,
+               KATA_DS_SELECTOR);
+      start_op(np, OP_KATA_DELETE, 'a', CO_DELETE, path, NULL, NULL, "DaemonSet/" CO_KATA_DEPLOY_DS,
+               -1);
+    } else {
+      co_log(CO_LOG_DEBUG, "no Kata class enabled: kata-deploy stays until it left every node",
+             CO_I("nodes", kata_nodes));
     }
   }
   if (np->apply_pending == 0)
@@ -488,6 +611,11 @@ static int kata_done(co_nodeprep_t *np, const co_node_t *n) {
 }
 
 static int enabled(const co_node_t *n) { return is_true(label(n, CO_NODE_LABEL_ENABLED)); }
+
+/* kata-deploy runs (or cleans up) on n. */
+static int kata_node(const co_node_t *n) {
+  return is_true(label(n, CO_NODE_LABEL_PREPARED)) || label(n, CO_KATA_RUNTIME_LABEL) != NULL;
+}
 
 /* Why n counts as restarting (static string), or NULL. */
 static const char *restarting(co_nodeprep_t *np, const co_node_t *n, np_node_t *st) {
@@ -612,28 +740,49 @@ static void clear_node(co_nodeprep_t *np, const co_node_t *n) {
  * else set by hand on a node never enabled are not ours to remove. */
 static int has_operator_state(const co_node_t *n) { return is_true(label(n, CO_NODE_LABEL_AGENT)); }
 
+/* Adds to p the removal of every runtime label of n whose class is not enabled (all == 0) or of
+ * every runtime label (all == 1); writes the classes, comma separated, to classes. Returns how
+ * many. */
+static int drop_runtime_labels(co_nodeprep_t *np, const co_node_t *n, int all, mpatch_t *p,
+                               char *classes, size_t len) {
+  int count = 0;
+  size_t cl = 0;
+  classes[0] = '\0';
+  const char *kv = n->labels.data;
+  for (uint32_t i = 0; i < n->labels.count; i++, kv += strlen(kv) + 1) {
+    const char *eq = strchr(kv, '=');
+    char k[320];
+    snprintf(k, sizeof(k), "%.*s", (int)(eq ? (size_t)(eq - kv) : strlen(kv)), kv);
+    const char *class = co_nodeobj_stale_runtime_label(&np->opts.objs, k);
+    if (all && class == NULL &&
+        strncmp(k, CO_NODE_RUNTIME_LABEL_PREFIX, strlen(CO_NODE_RUNTIME_LABEL_PREFIX)) == 0)
+      class = k + strlen(CO_NODE_RUNTIME_LABEL_PREFIX);
+    if (class == NULL)
+      continue;
+    if (count++ == 0)
+      mp_init(p);
+    mp_set(p->labels, k, NULL);
+    int w = snprintf(classes + cl, len - cl, "%s%s", cl ? "," : "", class);
+    if (w > 0 && (size_t)w < len - cl)
+      cl += (size_t)w;
+  }
+  return count;
+}
+
 /* The removal steps for a node whose enabled label is gone; one write per pass. Returns the
  * delay after which the pass should look again (0: an informer event will come). */
 static uint64_t remove_node(co_nodeprep_t *np, const co_node_t *n, np_node_t *st, uint64_t now,
                             int *want_unprepare) {
-  char label_key[320];
-  /* 1. Nothing new lands here: the runtime labels go first. */
+  /* 1. Nothing new lands here: the runtime labels go first (those of classes no longer
+   * enabled too). */
   mpatch_t p;
-  int any = 0;
-  for (size_t i = 0; i < n_classes(np); i++) {
-    snprintf(label_key, sizeof(label_key), CO_NODE_RUNTIME_LABEL_PREFIX "%s", class_at(np, i));
-    if (label(n, label_key) != NULL) {
-      if (!any)
-        mp_init(&p);
-      any = 1;
-      mp_set(p.labels, label_key, NULL);
-    }
-  }
-  if (any) {
+  char classes[400];
+  if (drop_runtime_labels(np, n, 1, &p, classes, sizeof(classes)) > 0) {
     mp_send(np, &p, n, "remove runtime labels");
-    node_event(
-        np, n, "Normal", "RemovalStarted", "Remove",
-        "the enabled label is gone: runtime labels removed, sandboxed pods are evicted next");
+    node_event(np, n, "Normal", "RemovalStarted", "Remove",
+               "the enabled label is gone: runtime labels removed (%s), sandboxed pods are "
+               "evicted next",
+               classes);
     return 0;
   }
   /* 2. Sandboxed pods leave through the Eviction API (PodDisruptionBudgets hold). */
@@ -891,6 +1040,31 @@ static uint64_t verify_node(co_nodeprep_t *np, const co_node_t *n, np_node_t *st
 
 /* ---- the pass over all nodes --------------------------------------------------------------- */
 
+/* Deletes the probe pods no node state waits for: pinned to a node that is gone, or probing a
+ * class that is not enabled (any more). Returns how many deletes it started. */
+static int sweep_probes(co_nodeprep_t *np) {
+  int n = 0;
+  for (const co_obj_t *o = co_informer_first(np->probes); o != NULL; o = co_informer_next(o)) {
+    const co_probe_pod_t *p = (const co_probe_pod_t *)o;
+    if (o->deleting || p->node == NULL)
+      continue;
+    int gone = co_informer_get(np->nodes, p->node) == NULL;
+    int stale = p->class == NULL || !co_nodeobj_class_enabled(&np->opts.objs, p->class) ||
+                strncmp(p->class, CO_PROBE_CLASS_PREFIX, strlen(CO_PROBE_CLASS_PREFIX)) == 0;
+    if (!gone && !stale)
+      continue;
+    char path[PATH_MAX_LEN];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s?gracePeriodSeconds=0", o->ns,
+             o->name);
+    co_log(CO_LOG_INFO, "probe pod deleted", CO_S("pod", o->key), CO_S("node", p->node),
+           CO_S("class", p->class),
+           CO_S("why", gone ? "its node was deleted" : "its class is not enabled"));
+    if (start_op(np, OP_PROBE_DELETE, 'n', CO_DELETE, path, NULL, NULL, o->name, -1) == 0)
+      n++;
+  }
+  return n;
+}
+
 static void reconcile_nodes(co_nodeprep_t *np) {
   np->stats.passes++;
   uint64_t now = now_ms(np), next = 0;
@@ -974,8 +1148,22 @@ static void reconcile_nodes(co_nodeprep_t *np) {
         continue;
       }
       st->evict_since_ms = 0;
+      mpatch_t p;
+      char classes[400];
+      if (drop_runtime_labels(np, n, 0, &p, classes, sizeof(classes)) > 0) {
+        mp_send(np, &p, n, "remove runtime labels of classes not enabled");
+        node_event(np, n, "Normal", "RuntimeDisabled", "Verify",
+                   "runtime label removed: %s no longer enabled (--runtime-classes)", classes);
+        continue;
+      }
+      if (st->unpreparing && !is_true(label(n, CO_NODE_LABEL_PREPARED)) &&
+          label(n, CO_KATA_RUNTIME_LABEL) == NULL && n->ready)
+        st->unpreparing = 0; /* kata-deploy has cleaned up */
       if (want_prepared(np, n) && req == NULL)
         cands[nc++] = (cand_t){n, is_server(n), 'p'};
+      /* No Kata class enabled any more: kata-deploy leaves (its cleanup restarts k3s). */
+      if (!any_kata(np) && is_true(label(n, CO_NODE_LABEL_PREPARED)) && req == NULL)
+        cands[nc++] = (cand_t){n, is_server(n), 'u'};
       uint64_t d = verify_node(np, n, st, now, restarting(np, n, st));
       if (d > 0 && (next == 0 || d < next))
         next = d;
@@ -1017,13 +1205,24 @@ static void reconcile_nodes(co_nodeprep_t *np) {
         st->unpreparing = 1;
         set_label(np, c->n, CO_NODE_LABEL_PREPARED, NULL);
         node_event(np, c->n, "Normal", "KataDeployRemoved", "Restart",
-                   "kata-deploy leaves the node; its cleanup restarts k3s");
+                   "kata-deploy leaves the node (%s); its cleanup restarts k3s",
+                   enabled(c->n) ? "no Kata runtime class is enabled any more"
+                                 : "the node is taken out");
       }
     }
   } else if (busy != NULL && nc > 0) {
     co_log(CO_LOG_DEBUG, "restart requests wait", CO_S("restarting", busy), CO_I("waiting", nc));
   }
   co_free(cands);
+  sweep_probes(np);
+  /* The kata-deploy DaemonSet of a cluster with no Kata class enabled goes once no node has it
+   * (or its cleanup) any more: the apply pass deletes it. */
+  int kata_nodes = 0;
+  for (const co_obj_t *o = co_informer_first(np->nodes); o != NULL; o = co_informer_next(o))
+    kata_nodes += kata_node((const co_node_t *)o);
+  if (!any_kata(np) && !np->kata_ds_removed && kata_nodes == 0 && np->kata_nodes > 0)
+    co_wq_add(&np->queue, KEY_APPLY);
+  np->kata_nodes = kata_nodes;
   if (next > 0 && !np->closing)
     co_wq_add_after(&np->queue, KEY_NODES, next + 50);
   if (np->pass_pending == 0)
@@ -1090,6 +1289,26 @@ int co_nodeprep_start(co_nodeprep_t *np) {
 void co_nodeprep_changed(co_nodeprep_t *np) {
   if (np->started && !np->closing)
     co_wq_add(&np->queue, KEY_NODES);
+}
+
+void co_nodeprep_node_deleted(co_nodeprep_t *np, const char *name) {
+  np_node_t *st = NULL;
+  HASH_FIND_STR(np->state, name, st);
+  if (st != NULL) {
+    int probes = 0;
+    for (size_t i = 0; i < MAX_CLASSES; i++)
+      probes += st->probes[i].running;
+    /* A restart grant lives on the deleted Node object: it goes with it, and the next pass
+     * grants the next request. In-flight requests for it find no state when they complete. */
+    co_log(st->restarting ? CO_LOG_WARN : CO_LOG_INFO,
+           "node deleted: its preparation state is dropped", CO_S("node", name),
+           CO_S("restart", st->restarting ? "released (the node was restarting)" : "none"),
+           CO_I("probes_running", probes), CO_I("evicting", st->evict_since_ms != 0));
+    HASH_DEL(np->state, st);
+    co_free(st->name);
+    co_free(st);
+  }
+  co_nodeprep_changed(np);
 }
 
 static void free_all(co_nodeprep_t *np) {

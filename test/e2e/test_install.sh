@@ -14,7 +14,9 @@ INST_WH_PORT=19444
 # the reason after a '#'. (Only a binary built
 # without leader election gets the Lease verbs reserved, see test_least_privilege_token.)
 INST_RESERVED="apps/daemonsets create # a server-side apply that creates is authorised as create, audited as patch
-node.k8s.io/runtimeclasses create # the same for the RuntimeClasses"
+node.k8s.io/runtimeclasses create # the same for the RuntimeClasses
+node.k8s.io/runtimeclasses delete # only a class of a runtime no longer enabled (test_nodeprep_lifecycle.sh)
+apps/daemonsets deletecollection # kata-deploy, only once no Kata class is enabled (test_nodeprep_lifecycle.sh)"
 
 inst_quiet() { "$@" >/dev/null; }
 

@@ -156,5 +156,85 @@ static void test_verdict(void) {
   CO_CHECK_CONTAINS(msg, "no kernelVersion");
 }
 
-CO_TEST_MAIN(CO_TEST(test_class_info), CO_TEST(test_runtimeclass), CO_TEST(test_daemonsets),
-             CO_TEST(test_versions), CO_TEST(test_probe_pod), CO_TEST(test_verdict))
+static void test_class_enabled(void) {
+  CO_CHECK(co_nodeobj_class_enabled(&opts, "gvisor"));
+  CO_CHECK(co_nodeobj_class_enabled(&opts, "co-probe-kata-qemu-snp"));
+  CO_CHECK(!co_nodeobj_class_enabled(&opts, "kata-clh"));
+  CO_CHECK(!co_nodeobj_class_enabled(&opts, "co-probe-kata-clh"));
+  CO_CHECK(!co_nodeobj_class_enabled(&opts, "kata-qemu-s"));
+  CO_CHECK(!co_nodeobj_class_enabled(&opts, "co-probe-"));
+  CO_CHECK_STR(co_nodeobj_stale_runtime_label(&opts, "runtime.confidential.cypherpunk.io/kata-clh"),
+               "kata-clh");
+  CO_CHECK(co_nodeobj_stale_runtime_label(&opts, "runtime.confidential.cypherpunk.io/gvisor") ==
+           NULL);
+  CO_CHECK(co_nodeobj_stale_runtime_label(&opts, "runtime.confidential.cypherpunk.io/") == NULL);
+  CO_CHECK(co_nodeobj_stale_runtime_label(&opts, "confidential.cypherpunk.io/kata-clh") == NULL);
+  CO_CHECK(co_nodeobj_stale_runtime_label(&opts, "kubernetes.io/hostname") == NULL);
+}
+
+/* A RuntimeClass as the API server lists it: labels and the managers of its handler. */
+static cJSON *listed_class(const char *managed_by, const char *const *managers, int n) {
+  cJSON *rc = co_nodeobj_runtimeclass("kata-clh", 0);
+  cJSON *md = cJSON_GetObjectItemCaseSensitive(rc, "metadata");
+  cJSON *l = cJSON_GetObjectItemCaseSensitive(md, "labels");
+  cJSON_DeleteItemFromObjectCaseSensitive(l, "app.kubernetes.io/managed-by");
+  if (managed_by != NULL)
+    cJSON_AddStringToObject(l, "app.kubernetes.io/managed-by", managed_by);
+  cJSON *mf = cJSON_AddArrayToObject(md, "managedFields");
+  /* Every listed class has a status-less update entry without the handler (e.g. a label). */
+  cJSON *lab = cJSON_CreateObject();
+  cJSON_AddStringToObject(lab, "manager", "kubectl-label");
+  cJSON_AddStringToObject(lab, "operation", "Update");
+  cJSON_AddObjectToObject(cJSON_AddObjectToObject(lab, "fieldsV1"), "f:metadata");
+  cJSON_AddItemToArray(mf, lab);
+  for (int i = 0; i < n; i++) {
+    char m[64], op[16];
+    const char *colon = strchr(managers[i], ':');
+    snprintf(m, sizeof(m), "%.*s", (int)(colon - managers[i]), managers[i]);
+    snprintf(op, sizeof(op), "%s", colon + 1);
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "manager", m);
+    cJSON_AddStringToObject(e, "operation", op);
+    cJSON_AddObjectToObject(cJSON_AddObjectToObject(e, "fieldsV1"), "f:handler");
+    cJSON_AddItemToArray(mf, e);
+  }
+  return rc;
+}
+
+static void test_class_is_ours(void) {
+  static const char *const ours[] = {"confidential-operator:Apply"};
+  static const char *const shared[] = {"kubectl-create:Update", "confidential-operator:Apply"};
+  static const char *const theirs[] = {"kubectl-client-side-apply:Update"};
+  static const char *const our_update[] = {"confidential-operator:Update"};
+  const char *fm = CO_NODEOBJ_FIELD_MANAGER;
+  cJSON *rc = listed_class("confidential-operator", ours, 1);
+  CO_CHECK(co_nodeobj_class_is_ours(rc, fm));
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, "someone-else"));
+  cJSON_Delete(rc);
+  /* Created by someone else with the same handler, then applied by the operator: shared. */
+  rc = listed_class("confidential-operator", shared, 2);
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, fm));
+  cJSON_Delete(rc);
+  /* Our label copied onto someone else's class. */
+  rc = listed_class("confidential-operator", theirs, 1);
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, fm));
+  cJSON_Delete(rc);
+  rc = listed_class("confidential-operator", our_update, 1);
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, fm));
+  cJSON_Delete(rc);
+  /* Our apply alone, but the label says another manager. */
+  rc = listed_class("helm", ours, 1);
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, fm));
+  cJSON_Delete(rc);
+  rc = listed_class(NULL, ours, 1);
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, fm));
+  cJSON_Delete(rc);
+  /* No managedFields at all (a server that strips them): not provably ours. */
+  rc = listed_class("confidential-operator", ours, 0);
+  CO_CHECK(!co_nodeobj_class_is_ours(rc, fm));
+  cJSON_Delete(rc);
+}
+
+CO_TEST_MAIN(CO_TEST(test_class_info), CO_TEST(test_class_enabled), CO_TEST(test_class_is_ours),
+             CO_TEST(test_runtimeclass), CO_TEST(test_daemonsets), CO_TEST(test_versions),
+             CO_TEST(test_probe_pod), CO_TEST(test_verdict))

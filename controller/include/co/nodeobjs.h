@@ -73,6 +73,22 @@ cJSON *co_nodeobj_probe_pod(const co_nodeobj_opts_t *o, const char *node, const 
 /* Writes the probe pod's name for (node, class) ("co-probe-<16 hex>") into out. */
 void co_nodeobj_probe_name(const char *node, const char *class, char *out, size_t len);
 
+/* The field manager of the operator's server-side applies (the client's default). */
+#define CO_NODEOBJ_FIELD_MANAGER "confidential-operator"
+
+/* 1 when name (a RuntimeClass) is one of o's classes or the probe twin of one. */
+int co_nodeobj_class_enabled(const co_nodeobj_opts_t *o, const char *name);
+
+/* For a Node label key runtime.confidential.cypherpunk.io/<class> whose class is not among o's
+ * classes: the class (a pointer into key); otherwise NULL. */
+const char *co_nodeobj_stale_runtime_label(const co_nodeobj_opts_t *o, const char *key);
+
+/* 1 when a RuntimeClass as the API server returns it (borrowed, managedFields included) is the
+ * operator's to delete: it carries app.kubernetes.io/managed-by=confidential-operator and its
+ * handler was set by field_manager's server-side apply alone. A class someone else created or
+ * applied with the same name (and handler) has another manager of the handler: never ours. */
+int co_nodeobj_class_is_ours(const cJSON *rc, const char *field_manager);
+
 /* Returns 1 when version (X.Y[.Z]) is at least major.minor. */
 int co_version_at_least(const char *version, int major, int minor);
 

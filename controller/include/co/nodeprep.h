@@ -71,6 +71,10 @@ struct co_nodeprep_s {
   uv_timer_t resync;
   struct co__np_node *state; /* per node name */
   struct co__np_op *ops;     /* requests in flight */
+  uint64_t node_serial;      /* the last serial given to a node's state */
+  int classes_swept;         /* the RuntimeClasses of runtimes no longer enabled are gone */
+  int kata_ds_removed;       /* no Kata class enabled: the kata-deploy DaemonSet is gone */
+  int kata_nodes;            /* nodes with prepared=true or kata-deploy's label at the last pass */
   int in_flight;
   int pass_pending; /* writes of the current "nodes" or "apply" pass not yet completed */
   int apply_pending;
@@ -89,6 +93,11 @@ int co_nodeprep_init(uv_loop_t *loop, co_nodeprep_t *np, co_client_t *client, co
 int co_nodeprep_start(co_nodeprep_t *np);
 /* A node, pod or probe pod changed: queue a pass (no-op before start). */
 void co_nodeprep_changed(co_nodeprep_t *np);
+/* A Node was deleted (informer delete): drops what the controller kept about it (restart,
+ * probes, eviction, condition), so that a node re-created under that name starts from scratch,
+ * and queues a pass (the next restart request can be granted; its probe pods are deleted).
+ * name is borrowed. */
+void co_nodeprep_node_deleted(co_nodeprep_t *np, const char *name);
 /* Stops, cancels the requests in flight, frees everything; cb fires once, later. */
 void co_nodeprep_close(co_nodeprep_t *np, co_nodeprep_close_cb cb);
 
