@@ -9,15 +9,22 @@
 NPL_A=kwok-npl-a
 NPL_B=kwok-npl-b
 
-# npl_node NAME: creates a kwok node (as hack/cluster-up.sh does) and waits until it is Ready.
+# npl_node NAME [HANDLER]: creates a kwok node (as hack/cluster-up.sh does) and waits until it is
+# Ready. With HANDLER, the node registers enabled and with that runtime handler already served
+# (a reinstalled machine whose kubelet sets --node-labels).
 npl_node() {
+  local extra="" handlers=""
+  if [ -n "${2:-}" ]; then
+    extra=", $NP_D/enabled: \"true\""
+    handlers="runtimeHandlers: [{name: $2, features: {recursiveReadOnlyMounts: true}}]"
+  fi
   kc create -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Node
 metadata:
   name: $1
   annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
-  labels: {kubernetes.io/hostname: $1, kubernetes.io/os: linux, type: kwok}
+  labels: {kubernetes.io/hostname: $1, kubernetes.io/os: linux, type: kwok$extra}
 spec: {}
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
@@ -25,6 +32,7 @@ status:
   nodeInfo: {architecture: amd64, operatingSystem: linux, kernelVersion: "$NP_KERNEL",
     containerRuntimeVersion: containerd://2.0.5-k3s1, kubeletVersion: v1.36.3, kubeProxyVersion: v1.36.3,
     machineID: $1, systemUUID: $1, bootID: boot-$1, osImage: Debian}
+  $handlers
 EOF
   wait_jp "" "node/$1" '{.status.conditions[?(@.type=="Ready")].status}' True 30
 }
@@ -43,12 +51,18 @@ npl_answer_probe() {
 npl_wait_event() { # KIND NAME REASON: waits (5 s) for an event with REASON about that object
   local i
   for i in $(seq 1 50); do
-    kc -n default get events.events.k8s.io -o json | jq -e --arg k "$1" --arg n "$2" --arg r "$3" \
-      'any(.items[]; .regarding.kind == $k and .regarding.name == $n and .reason == $r)' >/dev/null && return 0
+    npl_has_event "$@" && return 0
     sleep 0.1
   done
   return 1
 }
+
+npl_has_event() { # KIND NAME REASON: an event with REASON about that object exists
+  "$CO_KUBECTL" --kubeconfig="$KUBECONFIG" -n default get events.events.k8s.io -o json |
+    jq -e --arg k "$1" --arg n "$2" --arg r "$3" \
+      'any(.items[]; .regarding.kind == $k and .regarding.name == $n and .reason == $r)' >/dev/null
+}
+npl_no_event() { ! npl_has_event "$@"; }
 
 npl_pod_gone() { # NAME UID TIMEOUT_S: the pod NAME with that uid is gone
   local i
@@ -62,6 +76,7 @@ npl_pod_gone() { # NAME UID TIMEOUT_S: the pod NAME with that uid is gone
 test_nodeprep_node_deleted() {
   np_namespace
   npl_delete_nodes $NPL_A $NPL_B
+  kc -n default delete events.events.k8s.io --field-selector regarding.name=$NPL_A >/dev/null 2>&1
   kc -n $NP_NS delete pods -l $NP_D/probe=true --grace-period=0 --force >/dev/null 2>&1
   check "node A created" npl_node $NPL_A
   check "node B created" npl_node $NPL_B
@@ -117,6 +132,25 @@ test_nodeprep_node_deleted() {
   check "new A: condition message from the new probe" np_wait_cond $NPL_A message "sandbox kernel 6.12.9-kata differs" 10
   check "B keeps its grant" [ "$(np_ann $NPL_B $NP_D/restart-grant)" = b1 ]
   check "new A: no restart granted while B restarts" [ -z "$(np_ann $NPL_A $NP_D/restart-grant)" ]
+  # The old A never completed its restart: the new A never restarted at all.
+  check "new A: no RestartCompleted (the old node's restart is not the new one's)" \
+    npl_no_event Node $NPL_A RestartCompleted
+
+  # B completes its restart and is verified; then its Node is deleted and re-created while it
+  # holds no grant: its verdict is not carried over either.
+  kc annotate node $NPL_B $NP_D/restart-request- $NP_D/agent-state=Prepared --overwrite >/dev/null
+  check "B: grant removed once its agent is done" \
+    wait_jp "" node/$NPL_B "{.metadata.annotations.confidential\\.cypherpunk\\.io/restart-grant}" "" 10
+  check "B: kata-qemu ready after its probe" np_ready_runtime $NPL_B kata-qemu 6.12.8-kata
+  kc delete node $NPL_B --wait=true >/dev/null
+  check "B re-created, enabled, kata-qemu served from the start" npl_node $NPL_B kata-qemu
+  check "new B: agent=true" wait_jp "" node/$NPL_B "{.metadata.labels.confidential\\.cypherpunk\\.io/agent}" true 10
+  p=$(np_wait_probe $NPL_B kata-qemu none 20)
+  check "new B: probed again (the old result is not reused)" [ -n "$p" ]
+  check "new B: not ready before its own probe answered" [ -z "$(np_label $NPL_B runtime.$NP_D/kata-qemu)" ]
+  np_answer "${p% *}" 6.12.9-kata
+  check "new B: ready after its probe" \
+    wait_jp "" node/$NPL_B "{.metadata.labels.runtime\\.confidential\\.cypherpunk\\.io/kata-qemu}" ready 10
 
   local rc=0; ctrl_stop || rc=$?
   check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
