@@ -4,6 +4,10 @@
  * node (handler served + a probe pod whose kernel differs from the host's) before labelling the
  * node ready for it, and takes a node back out (eviction honouring PodDisruptionBudgets, then
  * the agent's removal, then every label/annotation/condition of the operator cleared).
+ * Runtimes no longer enabled (a restart with fewer --runtime-classes): the RuntimeClasses the
+ * operator alone created for them, their node labels and probe pods are deleted, and the
+ * kata-deploy DaemonSet once no Kata class is enabled and no node has it any more. A deleted
+ * Node's in-memory state is dropped (co_nodeprep_node_deleted).
  * The protocol with the node agent is co/nodeproto.h.
  *
  * Keys on its own work queue: "apply" (DaemonSets, RuntimeClasses) and "nodes" (every node in
