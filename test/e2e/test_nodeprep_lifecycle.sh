@@ -3,8 +3,9 @@
 # of the test's own (created and deleted here; helpers of test_nodeprep.sh): a Node deleted
 # while it holds the restart grant (the grant goes to the next node, its probe pod goes, and a
 # node re-created under that name is prepared from scratch), and a runtime disabled between two
-# runs of the controller (its RuntimeClasses, probe pods and node labels go, kata-deploy goes
-# with the last Kata class, and classes that are not the operator's alone stay).
+# runs of the controller (its RuntimeClasses, probe pods and node labels go, kata-deploy leaves
+# the nodes and then goes with the last Kata class, and classes that are not the operator's
+# alone stay).
 
 NPL_A=kwok-npl-a
 NPL_B=kwok-npl-b
@@ -210,7 +211,12 @@ test_nodeprep_runtime_disabled() {
   check "run 1: kata-deploy DaemonSet" wait_jp $NP_NS daemonset/kata-deploy '{.metadata.name}' kata-deploy 15
   kc label node $NPL_A $NP_D/enabled=true >/dev/null
   check "run 1: agent=true" wait_jp "" node/$NPL_A "{.metadata.labels.confidential\\.cypherpunk\\.io/agent}" true 10
+  # A KVM node: kata-deploy is scheduled there (prepared=true) and reports itself done.
+  kc label node $NPL_A $NP_D/kvm=true >/dev/null
   kc annotate node $NPL_A $NP_D/agent-state=Prepared $NP_D/agent-runtimes=kata-qemu,runsc,kata-clh --overwrite >/dev/null
+  check "run 1: prepared=true (kata-deploy)" \
+    wait_jp "" node/$NPL_A "{.metadata.labels.confidential\\.cypherpunk\\.io/prepared}" true 10
+  kc label node $NPL_A katacontainers.io/kata-runtime=true >/dev/null
   check "run 1: kata-qemu probed" npl_answer_probe $NPL_A kata-qemu 6.12.8-kata
   check "run 1: gvisor probed" npl_answer_probe $NPL_A gvisor 4.4.0
   local pc
@@ -238,7 +244,16 @@ test_nodeprep_runtime_disabled() {
     wait_jp "" node/$NPL_A "{.metadata.labels.runtime\\.confidential\\.cypherpunk\\.io/kata-qemu}" "" 10
   check "run 2: gvisor node label kept" [ "$(np_label $NPL_A runtime.$NP_D/gvisor)" = ready ]
   check "run 2: the kata-clh probe pod deleted" npl_pod_gone "${pc% *}" "${pc#* }" 10
-  check "run 2: kata-deploy DaemonSet deleted (no Kata class)" npl_gone 15 -n $NP_NS daemonset kata-deploy
+  # No Kata class left: kata-deploy leaves the node (a restart, under the one-at-a-time rule),
+  # and its DaemonSet goes only once its cleanup is done.
+  check "run 2: prepared=true removed" \
+    wait_jp "" node/$NPL_A "{.metadata.labels.confidential\\.cypherpunk\\.io/prepared}" "" 10
+  check "run 2: KataDeployRemoved event" npl_wait_event Node $NPL_A KataDeployRemoved
+  check "run 2: the condition says kata-deploy cleans up" np_wait_cond $NPL_A message 'kata-deploy cleans up' 10
+  sleep 2
+  check "run 2: kata-deploy DaemonSet kept while its cleanup runs" npl_exists -n $NP_NS daemonset kata-deploy
+  kc label node $NPL_A katacontainers.io/kata-runtime- >/dev/null # kata-deploy's cleanup is done
+  check "run 2: kata-deploy DaemonSet deleted (no Kata class, no node left)" npl_gone 15 -n $NP_NS daemonset kata-deploy
   check "run 2: gvisor probed again (new process)" npl_answer_probe $NPL_A gvisor 4.4.0
   check "run 2: the condition is about gvisor only" np_wait_cond $NPL_A message '^gvisor: ready, [^;]*$' 15
   check "run 2: condition True/Verified" np_wait_cond $NPL_A reason '^Verified$' 5
