@@ -33,6 +33,7 @@
 #                event->PATCH into in-process time and PATCH round trip (skipped if unavailable)
 #   CTRL_FLAGS [""]  extra controller flags for both runs, e.g. "--list-page-size=100"
 #   CO_BENCH_BIN [build-bench/confidential-operator]  (built as Release if missing)
+#   GNUTLS_NO_IMPLICIT_INIT [1, as in the image; empty: GnuTLS initialises as without the image]
 #   CO_CLUSTER_DIR [/tmp/co-bench]  OUT [/tmp/co-bench-out/<date>]  KEEP_CLUSTER [0]
 # Output: $OUT/summary.json plus logs, metric scrapes, RSS samples; a summary on stdout.
 set -euo pipefail
@@ -58,6 +59,8 @@ OUT=${OUT:-/tmp/co-bench-out/$(date -u +%Y%m%dT%H%M%SZ)-${N_NS}x${N_DEP}}
 TOTAL=$((N_NS * N_DEP))
 
 mkdir -p "$OUT"
+# The environment the image sets (hack/build-image.sh), so the numbers are the deployed ones.
+export GNUTLS_NO_IMPLICIT_INIT=${GNUTLS_NO_IMPLICIT_INIT-1}
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 trap bench_cleanup EXIT

@@ -421,7 +421,8 @@ const co_resource_type_t co_type_cwl = {"confidentialworkloads",
                                         sizeof(co_cwl_t),
                                         cwl_decode,
                                         cwl_release,
-                                        cwl_equal};
+                                        cwl_equal,
+                                        NULL};
 
 /* ---- names ----------------------------------------------------------------------------- */
 

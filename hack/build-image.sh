@@ -173,9 +173,11 @@ umoci new --image "$LAYOUT:$TAG"
 umoci raw add-layer --image "$LAYOUT:$TAG" --history.created="$CREATED" \
   --history.created_by="hack/build-image.sh: confidential-operator, its libraries, CA certificates" \
   "$WORK/layer.tar"
+# GNUTLS_NO_IMPLICIT_INIT: libcurl links GnuTLS (through librtmp) without ever using it; its
+# load-time initialisation would cost about 0.8 MiB of resident memory for nothing.
 umoci config --image "$LAYOUT:$TAG" --no-history \
   --created="$CREATED" --author="confidential-operator" \
-  --config.user=65532:65532 \
+  --config.user=65532:65532 --config.env=GNUTLS_NO_IMPLICIT_INIT=1 \
   --config.entrypoint=/confidential-operator --config.cmd=controller \
   --config.workingdir=/ --config.stopsignal=SIGTERM \
   --config.label=org.opencontainers.image.title=confidential-operator \

@@ -13,12 +13,66 @@ static const char *str_field(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* Cached objects of a type with an owned list hold everything in one allocation. */
 static void obj_free(const co_resource_type_t *t, co_obj_t *o) {
   if (o == NULL)
     return;
-  if (t->release != NULL)
+  if (t->release != NULL && t->owned == NULL)
     t->release(o);
-  co_free(o); /* key, ns, name, uid and rv live in the same allocation */
+  co_free(o); /* the header's strings live in the same allocation */
+}
+
+static size_t owned_size(const co_resource_type_t *t, const co_obj_t *o) {
+  size_t n = 0;
+  for (const co_owned_field_t *f = t->owned; f->offset != 0; f++) {
+    const char *field = (const char *)o + f->offset;
+    if (f->kind == CO_OWNED_STR) {
+      const char *s = *(char *const *)field;
+      n += s != NULL ? strlen(s) + 1 : 0;
+    } else {
+      const co_kv_t *kv = (const co_kv_t *)field;
+      n += kv->data != NULL ? kv->len + 1 : 0;
+    }
+  }
+  return n;
+}
+
+/* Moves o (decoded, header strings in base bytes after the projection) and decode's
+ * allocations into one allocation; returns it, o and decode's copies are freed. */
+static co_obj_t *obj_pack(const co_resource_type_t *t, co_obj_t *o, size_t base) {
+  size_t extra = owned_size(t, o);
+  co_obj_t *n = co_malloc(base + extra);
+  memcpy(n, o, base);
+  ptrdiff_t delta = (char *)n - (char *)o;
+  /* header strings point into o's allocation: rebase them */
+  n->key += delta;
+  n->ns += delta;
+  n->name += delta;
+  if (n->uid != NULL)
+    n->uid += delta;
+  if (n->rv != NULL)
+    n->rv += delta;
+  char *b = (char *)n + base;
+  for (const co_owned_field_t *f = t->owned; f->offset != 0; f++) {
+    char *field = (char *)n + f->offset;
+    if (f->kind == CO_OWNED_STR) {
+      char **sp = (char **)field;
+      if (*sp != NULL) {
+        size_t l = strlen(*sp) + 1;
+        *sp = memcpy(b, *sp, l);
+        b += l;
+      }
+    } else {
+      co_kv_t *kv = (co_kv_t *)field;
+      if (kv->data != NULL) {
+        kv->data = memcpy(b, kv->data, kv->len + 1);
+        b += kv->len + 1;
+      }
+    }
+  }
+  t->release(o); /* decode's copies (o's fields still point at them) */
+  co_free(o);
+  return n;
 }
 
 /* Decodes the common header and the type's projection; returns owned or NULL. */
@@ -37,24 +91,25 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
   const char *uid = str_field(md, "uid"), *rv = str_field(md, "resourceVersion");
   size_t nl = strlen(ns), ml = strlen(name);
   size_t ul = uid != NULL ? strlen(uid) : 0, rl = rv != NULL ? strlen(rv) : 0;
-  /* One allocation per object: the projection, then "ns/name" (the key), "ns", "name", uid
-   * and rv, so that a cached object costs one malloc chunk, not six. */
+  /* One allocation per object: the projection, then "ns/name" (the key; name is its tail),
+   * "ns", uid and rv, so that a cached object costs one malloc chunk, not six. */
   size_t kl = nl > 0 ? nl + 1 + ml : ml;
-  co_obj_t *o = co_calloc(1, t->size + kl + 1 + nl + 1 + ml + 1 + ul + 1 + rl + 1);
+  size_t base = t->size + kl + 1 + nl + 1 + ul + 1 + rl + 1;
+  co_obj_t *o = co_calloc(1, base);
   char *b = (char *)o + t->size;
   if (nl > 0) {
     memcpy(b, ns, nl);
     b[nl] = '/';
     memcpy(b + nl + 1, name, ml + 1);
+    o->name = b + nl + 1;
   } else {
     memcpy(b, name, ml + 1);
+    o->name = b;
   }
   o->key = b;
   b += kl + 1;
   o->ns = memcpy(b, ns, nl + 1);
   b += nl + 1;
-  o->name = memcpy(b, name, ml + 1);
-  b += ml + 1;
   if (uid != NULL)
     o->uid = memcpy(b, uid, ul + 1);
   b += ul + 1;
@@ -67,10 +122,12 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
     inf->stats.decode_errors++;
     co_log(CO_LOG_WARN, "object could not be decoded, skipped", CO_S("resource", t->name),
            CO_S("key", o->key));
-    obj_free(t, o);
+    if (t->release != NULL)
+      t->release(o);
+    co_free(o);
     return NULL;
   }
-  return o;
+  return t->owned != NULL ? obj_pack(t, o, base) : o;
 }
 
 static int same_header(const co_obj_t *a, const co_obj_t *b) {

@@ -1,6 +1,7 @@
 /* Decoders of the cached projections (Deployments, StatefulSets, Nodes). */
 #include "co/objects.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "co/alloc.h"
@@ -377,12 +378,38 @@ static int pod_equal(const co_obj_t *a, const co_obj_t *b) {
          str_equal(x->waiting_reason, y->waiting_reason) && kv_equal(&x->labels, &y->labels);
 }
 
-const co_resource_type_t co_type_namespaces = {"namespaces",           "/api/v1/namespaces",
-                                               sizeof(co_namespace_t), namespace_decode,
-                                               namespace_release,      namespace_equal};
+/* What each decode allocates (and its release frees): packed by the informer. */
+#define OWN_STR(type, field) \
+  { (uint16_t) offsetof(type, field), CO_OWNED_STR }
+#define OWN_KV(type, field) \
+  { (uint16_t) offsetof(type, field), CO_OWNED_KV }
 
-const co_resource_type_t co_type_pods = {"pods",     "/api/v1/pods", sizeof(co_pod_t),
-                                         pod_decode, pod_release,    pod_equal};
+static const co_owned_field_t namespace_owned[] = {OWN_KV(co_namespace_t, labels), {0, 0}};
+
+static const co_owned_field_t pod_owned[] = {OWN_KV(co_pod_t, labels),
+                                             OWN_STR(co_pod_t, runtime_class),
+                                             OWN_STR(co_pod_t, node_name),
+                                             OWN_STR(co_pod_t, waiting_reason),
+                                             {0, 0}};
+
+static const co_owned_field_t workload_owned[] = {
+    OWN_STR(co_workload_t, runtime_class),   OWN_KV(co_workload_t, labels),
+    OWN_KV(co_workload_t, annotations),      OWN_KV(co_workload_t, template_env),
+    OWN_KV(co_workload_t, selector),         OWN_KV(co_workload_t, empty_dirs),
+    OWN_STR(co_workload_t, failure_message), {0, 0}};
+
+static const co_owned_field_t node_owned[] = {OWN_STR(co_node_t, kernel_version),
+                                              OWN_STR(co_node_t, runtime_handlers),
+                                              OWN_KV(co_node_t, labels),
+                                              OWN_KV(co_node_t, annotations),
+                                              {0, 0}};
+
+const co_resource_type_t co_type_namespaces = {
+    "namespaces",      "/api/v1/namespaces", sizeof(co_namespace_t), namespace_decode,
+    namespace_release, namespace_equal,      namespace_owned};
+
+const co_resource_type_t co_type_pods = {"pods",      "/api/v1/pods", sizeof(co_pod_t), pod_decode,
+                                         pod_release, pod_equal,      pod_owned};
 
 int64_t co_json_int64(const cJSON *v, int64_t dflt) {
   if (!cJSON_IsNumber(v) || v->valuedouble != v->valuedouble)
@@ -396,12 +423,14 @@ int64_t co_json_int64(const cJSON *v, int64_t dflt) {
 
 const co_resource_type_t co_type_deployments = {"deployments",         "/apis/apps/v1/deployments",
                                                 sizeof(co_workload_t), workload_decode,
-                                                workload_release,      workload_equal};
+                                                workload_release,      workload_equal,
+                                                workload_owned};
 
 const co_resource_type_t co_type_statefulsets = {
     "statefulsets",        "/apis/apps/v1/statefulsets",
     sizeof(co_workload_t), workload_decode,
-    workload_release,      workload_equal};
+    workload_release,      workload_equal,
+    workload_owned};
 
-const co_resource_type_t co_type_nodes = {"nodes",     "/api/v1/nodes", sizeof(co_node_t),
-                                          node_decode, node_release,    node_equal};
+const co_resource_type_t co_type_nodes = {
+    "nodes", "/api/v1/nodes", sizeof(co_node_t), node_decode, node_release, node_equal, node_owned};

@@ -61,8 +61,8 @@ static int equal(const co_obj_t *a, const co_obj_t *b) {
          x->containerd_major == y->containerd_major;
 }
 
-const co_resource_type_t co_type_agent_node = {"nodes", "/api/v1/nodes", sizeof(co_agent_node_t),
-                                               decode,  release,         equal};
+const co_resource_type_t co_type_agent_node = {
+    "nodes", "/api/v1/nodes", sizeof(co_agent_node_t), decode, release, equal, NULL};
 
 co_agent_act_t co_agent_node_action(const co_node_t *n) {
   if (n == NULL)

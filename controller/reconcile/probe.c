@@ -56,7 +56,8 @@ static int probe_equal(const co_obj_t *a, const co_obj_t *b) {
 }
 
 const co_resource_type_t co_type_probe_pods = {"probe pods", "/api/v1/pods", sizeof(co_probe_pod_t),
-                                               probe_decode, probe_release,  probe_equal};
+                                               probe_decode, probe_release,  probe_equal,
+                                               NULL};
 
 int co_probe_verdict(const co_probe_pod_t *p, const char *host_kernel, char *kernel,
                      size_t kernel_len, char *msg, size_t msg_len) {

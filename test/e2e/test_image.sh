@@ -126,6 +126,8 @@ test_image_build_and_run() {
   check "config: user 65532:65532" img_config_is '.config.User == "65532:65532"'
   check "config: entrypoint is the binary, no shell" \
     img_config_is '.config.Entrypoint == ["/confidential-operator"] and .config.Cmd == ["controller"]'
+  check "config: GnuTLS left uninitialised (unused, saves resident memory)" \
+    img_config_is '.config.Env | index("GNUTLS_NO_IMPLICIT_INIT=1") != null'
   check "config: version label $version" \
     img_config_is ".config.Labels[\"org.opencontainers.image.version\"] == \"$version\""
   check "config: linux, one layer per diff_id" \

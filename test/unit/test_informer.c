@@ -1,4 +1,6 @@
 /* Informer cache semantics, driven through the reflector's callbacks without a server. */
+#include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "co/client.h"
@@ -100,9 +102,18 @@ static void test_cache(void) {
     CO_CHECK_STR(co_kv_get(&w->template_env, "KATA"), "");
     CO_CHECK_STR(co_kv_get(&w->template_env, "CONFIDENTIAL_RUNTIME"), "gvisor");
     CO_CHECK(co_kv_get(&w->template_env, "X") == NULL);
+    /* one allocation: the header's strings and every field decode allocated live in it */
+    const char *lo = (const char *)w, *hi = lo + malloc_usable_size((void *)(uintptr_t)w);
+    const char *inside[] = {w->meta.key, w->meta.ns,     w->meta.name,        w->meta.uid,
+                            w->meta.rv,  w->labels.data, w->annotations.data, w->template_env.data};
+    for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
+      CO_CHECK(inside[i] != NULL && inside[i] > lo && inside[i] < hi);
   }
   w = (const co_workload_t *)co_informer_get(&inf, "ns2/b");
   CO_CHECK(w != NULL && w->runtime_class != NULL && strcmp(w->runtime_class, "kata-qemu") == 0);
+  if (w != NULL)
+    CO_CHECK(w->runtime_class > (const char *)w &&
+             w->runtime_class < (const char *)w + malloc_usable_size((void *)(uintptr_t)w));
 
   /* a watch update that changes nothing projected: no handler, the object (and the rv of its
    * last projected change) kept */

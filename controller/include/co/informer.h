@@ -37,6 +37,14 @@ typedef struct co_obj_s {
 typedef struct co_informer_s co_informer_t;
 
 /* Describes one resource to an informer. Static data; borrowed by the informer. */
+/* A field of a projection that decode fills with its own allocation (see owned below). */
+typedef struct co_owned_field_s {
+  uint16_t offset; /* offsetof the field in the projection; 0 ends the list */
+  uint8_t kind;    /* CO_OWNED_STR (char *) or CO_OWNED_KV (co_kv_t) */
+} co_owned_field_t;
+
+enum { CO_OWNED_STR = 1, CO_OWNED_KV = 2 };
+
 typedef struct co_resource_type_s {
   const char *name; /* "deployments" */
   const char *path; /* collection path: "/apis/apps/v1/deployments" */
@@ -48,6 +56,10 @@ typedef struct co_resource_type_s {
   void (*release)(co_obj_t *obj);
   /* 1 when a and b are equal in every projected field (header excluded). */
   int (*equal)(const co_obj_t *a, const co_obj_t *b);
+  /* Optional: every field decode allocates, listed. The informer then copies them into the
+   * object's own allocation (one malloc chunk per cached object, not one per field), frees
+   * decode's copies with release, and never calls release on a cached object. */
+  const co_owned_field_t *owned;
 } co_resource_type_t;
 
 typedef struct co_informer_handlers_s {
