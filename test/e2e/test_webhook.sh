@@ -218,6 +218,18 @@ test_webhook_pods_and_system_namespaces() {
   check "it has no class" [ -z "$(jp kube-public pod/sys '{.spec.runtimeClassName}')" ]
   check "no review for kube-public" [ "$(wh_reviews '.key | startswith("kube-public/")')" -eq 0 ]
   check "reviews for $ns" [ "$(wh_reviews '.key | startswith("'$ns'/")')" -ge 3 ]
+  # The webhook's metrics count them, and the API server kept its HTTP/2 connection (one
+  # connection, not one per call: each would cost a TLS handshake).
+  OPS_PORT=$(ops_port)
+  check "metrics scraped" scrape
+  local mutated denied conns
+  mutated=$(metric 'confidential_operator_webhook_reviews_total{result="mutated"}')
+  denied=$(metric 'confidential_operator_webhook_reviews_total{result="denied"}')
+  conns=$(metric confidential_operator_webhook_connections_total)
+  check "one review counted as mutated, the bare Pod ($mutated)" [ "$mutated" = 1 ]
+  check "one counted as denied ($denied)" [ "$denied" = 1 ]
+  check "handler times observed" [ "$(metric confidential_operator_webhook_handler_seconds_count)" != 0 ]
+  check "the API server reused its connection ($conns connections)" [ "${conns%.*}" -ge 1 ] && [ "${conns%.*}" -le 2 ]
   kc -n kube-public delete pod sys --wait=false >/dev/null
   local rc=0; ctrl_stop || rc=$?
   check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
