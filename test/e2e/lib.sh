@@ -66,6 +66,14 @@ ctrl_stop() {
 
 ctrl_alive() { [ -n "$CTRL_PID" ] && kill -0 "$CTRL_PID" 2>/dev/null; }
 
+# ctrl_stop_clean: ctrl_stop, checking that the controller exited 0 with no sanitizer report.
+ctrl_stop_clean() {
+  local rc=0
+  ctrl_stop || rc=$?
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "no sanitizer report" sanitizer_clean
+}
+
 # log_count JQ_FILTER: number of JSON log lines matching a jq select() expression.
 log_count() {
   grep '^{' "$CTRL_LOG" | jq -c "select($1)" 2>/dev/null | wc -l

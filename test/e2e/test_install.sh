@@ -313,9 +313,7 @@ YAML
   check "event: CR opt-in" grep -q 'StatefulSet:OptedInByCR' <<<"$evs"
   check "event: CR Sandboxed" grep -q 'ConfidentialWorkload:Sandboxed' <<<"$evs"
   check "event: restore on CR deletion" grep -q 'StatefulSet:[A-Za-z]*:Restore' <<<"$evs"
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
 
   # (a) Missing permission: the controller never got a 403.
   local forbidden

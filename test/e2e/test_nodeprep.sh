@@ -187,9 +187,7 @@ test_nodeprep_objects() {
   # (Other tests' nodes may still carry pods until the pod GC removes them: look at these two.)
   check "a node-agent pod on the enabled node ('$nodes')" grep -qw "$NP_N0" <<<"$nodes"
   check "no node-agent pod on the other node ('$nodes')" bash -c "! grep -qw '$NP_N1' <<<'$nodes'"
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   np_cleanup
 }
 
@@ -247,9 +245,7 @@ test_nodeprep_restarts_one_at_a_time() {
     wait_jp "" node/$NP_N1 "{.metadata.annotations.confidential\\.cypherpunk\\.io/restart-grant}" s2 10
   check "events: RestartGranted, KataDeployScheduled, RestartCompleted" \
     bash -c "e='$(np_node_events $NP_N0)'; [[ \$e == *RestartGranted* && \$e == *KataDeployScheduled* && \$e == *RestartCompleted* ]]"
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   np_cleanup
 }
 
@@ -376,9 +372,7 @@ YAML
   for r in AgentScheduled ProbeFailed ProbeSucceeded RuntimeReady VerificationFailed RemovalStarted EvictionBlocked Evicted AgentRemoving RestartGranted Cleared; do
     check "event $r" grep -qw "$r" <<<"$ev"
   done
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc delete namespace $ns --wait=false >/dev/null
   np_cleanup
 }

@@ -20,6 +20,14 @@ wh_register() {
 
 wh_unregister() { kc delete mutatingwebhookconfiguration $WH_CONFIG --ignore-not-found >/dev/null; }
 
+# wh_finish NAMESPACE...: the controller stopped cleanly, the webhook unregistered, the test's
+# namespaces going.
+wh_finish() {
+  ctrl_stop_clean
+  wh_unregister
+  kc delete namespace "$@" --wait=false >/dev/null
+}
+
 # wh_start NAME [flags...]: the controller with its webhook on WH_PORT, ready to serve (caches
 # synced, certificate loaded and injected).
 wh_start() {
@@ -107,11 +115,7 @@ spec:
 YAML
   check "StatefulSet created with gvisor" wait_jp $ns sts/db '{.spec.template.spec.runtimeClassName}' gvisor 1
   check "StatefulSet: generation 1" wait_jp $ns sts/db '{.metadata.generation}' 1 1
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
-  wh_unregister
-  kc delete namespace $ns --wait=false >/dev/null
+  wh_finish $ns
 }
 
 # vault_deploy NS: a Deployment with emptyDirs (none set, a size limit) and a configMap volume.
@@ -193,11 +197,7 @@ YAML
   sleep 1
   rs=$(kc -n $ns get rs -l app=vault --sort-by=.metadata.creationTimestamp -o jsonpath='{range .items[*]}{.spec.template.spec.runtimeClassName}/{.spec.template.spec.volumes[?(@.name=="scratch")].emptyDir.medium}{" "}{end}')
   check "two ReplicaSets, the new one as created ($rs)" [ "$rs" = "kata-qemu/Memory / " ]
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
-  wh_unregister
-  kc delete namespace $ns $plain --wait=false >/dev/null
+  wh_finish $ns $plain
 }
 
 test_webhook_pods_and_system_namespaces() {
@@ -231,11 +231,7 @@ test_webhook_pods_and_system_namespaces() {
   check "handler times observed" [ "$(metric confidential_operator_webhook_handler_seconds_count)" != 0 ]
   check "the API server reused its connection ($conns connections)" [ "${conns%.*}" -ge 1 ] && [ "${conns%.*}" -le 2 ]
   kc -n kube-public delete pod sys --wait=false >/dev/null
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
-  wh_unregister
-  kc delete namespace $ns --wait=false >/dev/null
+  wh_finish $ns
 }
 
 # Webhook down: creates still succeed (failurePolicy Ignore), and the controller converges them
@@ -296,11 +292,7 @@ test_webhook_cert_rotation_loses_no_request() {
   check "every create succeeded" [ "$n" -eq "$i" ]
   check "every pod was mutated" [ "$mutated" -eq "$n" ]
   check "no call failed open" [ "$(wh_failed_open "$a0")" -eq 0 ]
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
-  wh_unregister
-  kc delete namespace $ns --wait=false >/dev/null
+  wh_finish $ns
 }
 
 # Two replicas started at once, the Secret missing: both serve the same certificate.
@@ -364,9 +356,5 @@ test_webhook_malformed_review_400() {
   kc create namespace e2e-wh-bad >/dev/null 2>&1 || true
   check "and still mutates" inst_quiet kc -n e2e-wh-bad run after --image=fake --env=KATA=true
   check "the pod got the class" wait_jp e2e-wh-bad pod/after '{.spec.runtimeClassName}' kata-qemu 1
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
-  wh_unregister
-  kc delete namespace e2e-wh-bad --wait=false >/dev/null
+  wh_finish e2e-wh-bad
 }

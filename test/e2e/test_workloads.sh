@@ -79,9 +79,7 @@ test_env_optin_rewrites_and_rolls_out() {
   sleep 3
   check "still exactly one write after settling" wait_jp e2e-env deploy/akash-app '{.metadata.generation}' 2 1
   check "rewrite event recorded" bash -c "'$CO_KUBECTL' --kubeconfig='$KUBECONFIG' -n e2e-env get events.events.k8s.io -o jsonpath='{.items[*].reason}' | grep -q OptedInByEnv"
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc delete namespace e2e-env --wait=false >/dev/null
 }
 
@@ -125,9 +123,7 @@ YAML
   check "original annotation removed" \
     wait_jp e2e-cr deploy/web '{.metadata.annotations.confidential\.cypherpunk\.io/original-runtime-class}' "" 1
   check "CR released by the finalizer" kc -n e2e-cr wait --for=delete cwl/web --timeout=15s
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc delete namespace e2e-cr --wait=false >/dev/null
 }
 
@@ -170,9 +166,7 @@ YAML
   check "conflict on the second CR" wait_jp e2e-bad cwl/contest-b '{.status.workloads[0].phase}' Conflict 5
   check "contested deployment untouched" [ -z "$(jp e2e-bad deploy/contested '{.spec.template.spec.runtimeClassName}')" ]
   check "Degraded on conflict" wait_jp e2e-bad cwl/contest-a '{.status.conditions[?(@.type=="Degraded")].status}' True 5
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc -n e2e-bad delete cwl --all --wait=false >/dev/null
   kc -n e2e-bad patch cwl nowhere contest-a contest-b --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   kc delete namespace e2e-bad --wait=false >/dev/null
@@ -220,9 +214,7 @@ YAML
   check "no flapping after the revert" wait_jp e2e-fail deploy/rev '{.spec.template.spec.runtimeClassName}' "" 1
   kc -n e2e-fail delete cwl rev hold --wait=false >/dev/null
   check "CRs released" kc -n e2e-fail wait --for=delete cwl/rev cwl/hold --timeout=20s
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc delete namespace e2e-fail --wait=false >/dev/null
 }
 
@@ -280,9 +272,7 @@ YAML
   check "records removed" \
     wait_jp e2e-hard deploy/vault '{.metadata.annotations.confidential\.cypherpunk\.io/original-hardening}' "" 1
   check "CR released" kc -n e2e-hard wait --for=delete cwl/vault --timeout=20s
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc delete namespace e2e-hard --wait=false >/dev/null
 }
 
@@ -311,8 +301,6 @@ YAML
   kc -n e2e-typo delete cwl api --wait=false >/dev/null
   check "deleting the CR still restores" wait_jp e2e-typo deploy/api '{.spec.template.spec.runtimeClassName}' "" 15
   check "CR released" kc -n e2e-typo wait --for=delete cwl/api --timeout=20s
-  local rc=0; ctrl_stop || rc=$?
-  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
-  check "no sanitizer report" sanitizer_clean
+  ctrl_stop_clean
   kc delete namespace e2e-typo --wait=false >/dev/null
 }
