@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "co/alloc.h"
 #include "co/error.h"
@@ -14,6 +15,10 @@
 #include "co/log.h"
 
 #define DRAIN_TICK_MS 20
+/* During close, connections still open after this long are cut (their sockets shut down):
+ * answers are small and written at once, so what remains is a peer that does not read, whose
+ * stalled write libh2o would wait for forever (it has no write timeout). */
+#define CLOSE_GRACE_MS 1000
 
 typedef struct {
   char *path;
@@ -33,9 +38,11 @@ typedef struct {
   int port;
 } listener_t;
 
-typedef struct {
+typedef struct conn_s {
   uv_tcp_t tcp; /* first member: libh2o's close callback gets this handle */
   struct co_http_impl_s *impl;
+  struct conn_s *prev, *next; /* every open connection, for the cut at close */
+  int cut;
 } conn_t;
 
 #define RETIRED_MAX 8
@@ -60,8 +67,10 @@ struct co_http_impl_s {
   SSL_CTX *retired[RETIRED_MAX];
   size_t nretired;
   size_t conns; /* accepted TCP handles not yet closed */
+  conn_t *conn_list;
   size_t open_listeners;
   uv_timer_t drain; /* during close: closes idle connections, waits for the rest */
+  uint64_t close_started_ms;
   uv_idle_t sentinel;
   co_http_close_cb close_cb;
   int closing;
@@ -295,6 +304,12 @@ static void finish_close_if_done(struct co_http_impl_s *impl);
 static void on_conn_closed(uv_handle_t *h) {
   conn_t *c = (conn_t *)h;
   struct co_http_impl_s *impl = c->impl;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    impl->conn_list = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
   co_free(c);
   impl->conns--;
 }
@@ -315,6 +330,10 @@ static void on_accept(uv_stream_t *server, int status) {
   }
   impl->conns++;
   impl->srv->accepted++;
+  c->next = impl->conn_list;
+  if (c->next != NULL)
+    c->next->prev = c;
+  impl->conn_list = c;
   h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
   h2o_accept(&l->accept_ctx, sock);
 }
@@ -462,6 +481,10 @@ int co_http_server_set_cert(co_http_server_t *srv, const char *cert_pem, const c
   return 0;
 }
 
+size_t co_http_server_connections(const co_http_server_t *srv) {
+  return srv != NULL && srv->impl != NULL ? srv->impl->conns : 0;
+}
+
 /* ---- close ---- */
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -544,12 +567,31 @@ static void finish_close_if_done(struct co_http_impl_s *impl) {
 /* Expires, as if their time had come, connections waiting for a request (idle keep-alive or a
  * slow client) and TLS handshakes; connections answering a request finish it first and close
  * since shutdown was requested (libh2o then disables keep-alive). */
+/* Shuts down the sockets of the connections still open: a stalled write then fails and
+ * libh2o closes the connection through its own error path (the handle stays libh2o's). */
+static void cut_connections(struct co_http_impl_s *impl) {
+  size_t n = 0;
+  for (conn_t *c = impl->conn_list; c != NULL; c = c->next) {
+    uv_os_fd_t fd;
+    if (c->cut || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+      continue;
+    c->cut = 1;
+    shutdown(fd, SHUT_RDWR);
+    n++;
+  }
+  if (n > 0)
+    co_log(CO_LOG_WARN, "HTTP server close: connections cut after the grace period",
+           CO_I("connections", n), CO_I("grace_ms", CLOSE_GRACE_MS));
+}
+
 static void on_drain(uv_timer_t *t) {
   struct co_http_impl_s *impl = t->data;
   h2o_timeout_run(t->loop, &impl->ctx.handshake_timeout, UINT64_MAX);
   h2o_timeout_run(t->loop, &impl->ctx.http1.req_timeout, UINT64_MAX);
   /* HTTP/2 connections without open streams (they got GOAWAY from the shutdown request) */
   h2o_timeout_run(t->loop, &impl->ctx.http2.idle_timeout, UINT64_MAX);
+  if (impl->conns > 0 && uv_now(t->loop) - impl->close_started_ms >= CLOSE_GRACE_MS)
+    cut_connections(impl);
   finish_close_if_done(impl);
 }
 
@@ -559,6 +601,7 @@ void co_http_server_close(co_http_server_t *srv, co_http_close_cb cb) {
   struct co_http_impl_s *impl = srv->impl;
   impl->closing = 1;
   impl->close_cb = cb;
+  impl->close_started_ms = uv_now(srv->loop);
   for (size_t i = 0; i < impl->nlisteners; i++)
     uv_close((uv_handle_t *)&impl->listeners[i]->tcp, on_listener_closed);
   h2o_context_request_shutdown(&impl->ctx);

@@ -157,6 +157,8 @@ struct fixture_s {
   uint64_t close_started_ms, closed_ms;
   CURL *keep, *keep_tls; /* connections left open across the close */
   int raw;               /* a TCP connection that never starts its TLS handshake */
+  pthread_t uploads[3];  /* clients stuck in the middle of a request body */
+  int nuploads;
 };
 
 static void on_closed(co_http_server_t *srv) {
@@ -178,8 +180,9 @@ static void *thread_main(void *arg) {
   fixture_t *f = arg;
   f->script(f);
   uv_async_send(&f->done);
-  /* keep the script's connection open until the server has closed */
-  while (!atomic_load(&f->closed))
+  /* keep the script's connections open until the server has closed (10 s at most: a close
+   * that waits for them fails the duration check in run()) */
+  for (int i = 0; i < 2000 && !atomic_load(&f->closed); i++)
     uv_sleep(5);
   if (f->keep != NULL)
     curl_easy_cleanup(f->keep);
@@ -187,6 +190,8 @@ static void *thread_main(void *arg) {
     curl_easy_cleanup(f->keep_tls);
   if (f->raw > 0)
     close(f->raw);
+  for (int i = 0; i < f->nuploads; i++)
+    pthread_join(f->uploads[i], NULL);
   return NULL;
 }
 
@@ -418,6 +423,105 @@ static void script_idle(fixture_t *f) {
 
 static void test_close_idle(void) { run(script_idle); }
 
+/* ---- a close while clients are in the middle of sending a request body ---- */
+
+typedef struct {
+  fixture_t *f;
+  int tls;
+  long version;
+  atomic_int sent;
+} upload_t;
+
+static upload_t uploads[3];
+
+/* Sends the first 10 of 50 announced bytes, then nothing until the server has closed (5 s at
+ * most, then the upload is given up: the close took too long and run() says so). */
+static size_t on_slow_read(char *buf, size_t size, size_t n, void *ud) {
+  upload_t *u = ud;
+  if (!atomic_load(&u->sent) && size * n >= 10) {
+    memset(buf, 'x', 10);
+    atomic_store(&u->sent, 1);
+    return 10;
+  }
+  for (int i = 0; i < 500 && !atomic_load(&u->f->closed); i++)
+    uv_sleep(10);
+  return CURL_READFUNC_ABORT;
+}
+
+static void *upload_main(void *arg) {
+  upload_t *u = arg;
+  CURL *h = curl_easy_init();
+  char u_[256];
+  url(u_, sizeof(u_), u->f, u->tls, "/echo");
+  curl_easy_setopt(h, CURLOPT_URL, u_);
+  curl_easy_setopt(h, CURLOPT_POST, 1L);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 50L);
+  curl_easy_setopt(h, CURLOPT_READFUNCTION, on_slow_read);
+  curl_easy_setopt(h, CURLOPT_READDATA, u);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, u->version);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+  struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_perform(h); /* fails: the server closes the connection, or the upload gives up */
+  curl_slist_free_all(hdrs);
+  curl_easy_cleanup(h);
+  return NULL;
+}
+
+/* HTTP/1.1 in plaintext and over TLS, and an HTTP/2 stream over TLS, each with a request body
+ * half received: the close does not wait for the rest (it ends long before libh2o's 10 s
+ * request timeout, and before the clients give up). */
+static void script_partial_body(fixture_t *f) {
+  const struct {
+    int tls;
+    long version;
+  } cases[] = {{0, CURL_HTTP_VERSION_1_1}, {1, CURL_HTTP_VERSION_1_1}, {1, CURL_HTTP_VERSION_2TLS}};
+  for (int i = 0; i < 3; i++) {
+    uploads[i] = (upload_t){.f = f, .tls = cases[i].tls, .version = cases[i].version};
+    pthread_create(&f->uploads[i], NULL, upload_main, &uploads[i]);
+    f->nuploads++;
+  }
+  for (int i = 0; i < 3; i++)
+    for (int t = 0; t < 500 && !atomic_load(&uploads[i].sent); t++)
+      uv_sleep(10);
+  for (int i = 0; i < 3; i++)
+    CO_CHECK(atomic_load(&uploads[i].sent));
+  uv_sleep(200); /* the server has read the partial bodies */
+}
+
+static void test_close_partial_body(void) { run(script_partial_body); }
+
+/* A client that sends pipelined requests and never reads the answers: the server's writes
+ * stall on a full socket (libh2o has no write timeout), which must not hold the close back. */
+static void script_stalled_reader(fixture_t *f) {
+  f->raw = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(f->raw, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", f->plain_port, &sa);
+  CO_CHECK_INT(connect(f->raw, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+  static const char req[] = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+  char batch[64 * (sizeof(req) - 1)];
+  for (size_t i = 0; i < 64; i++)
+    memcpy(batch + i * (sizeof(req) - 1), req, sizeof(req) - 1);
+  /* until the server no longer takes requests for a while: its answers fill both buffers */
+  int stalled_ms = 0;
+  for (int i = 0; i < 4000 && stalled_ms < 500; i++) {
+    ssize_t n = send(f->raw, batch, sizeof(batch), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      stalled_ms = 0;
+      continue;
+    }
+    uv_sleep(10);
+    stalled_ms += 10;
+  }
+  CO_CHECK_INT(stalled_ms, >=, 500);
+}
+
+static void test_close_stalled_reader(void) { run(script_stalled_reader); }
+
 static void test_close_unused(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -431,4 +535,5 @@ static void test_close_unused(void) {
 }
 
 CO_TEST_MAIN(CO_TEST(test_routes), CO_TEST(test_cert_swap), CO_TEST(test_close_idle),
+             CO_TEST(test_close_partial_body), CO_TEST(test_close_stalled_reader),
              CO_TEST(test_close_unused))

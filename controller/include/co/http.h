@@ -9,7 +9,9 @@
  *   accepted afterwards use the new one, connections already open keep theirs and finish.
  * - Lifecycle (libuv style): co_http_server_init, co_http_server_route / _listen / _set_cert,
  *   co_http_server_close(cb). close stops accepting, lets in-flight requests finish, closes idle
- *   keep-alive connections at once, and calls cb when every handle is closed; the caller-owned
+ *   keep-alive connections, TLS handshakes and half-received requests at once, cuts what is
+ *   still open a second later (a peer that does not read its answers would otherwise hold its
+ *   connection, and the close, forever), and calls cb when every handle is closed; the caller-owned
  *   co_http_server_t may be released only in (or after) cb. Single-threaded: every call on
  *   the loop thread. */
 #ifndef CO_HTTP_H
@@ -113,6 +115,8 @@ int co_http_server_set_cert(co_http_server_t *srv, const char *cert_pem, const c
  * copied; may be NULL when len is 0). Returns 0, or CO_EINVAL when already answered. */
 int co_http_respond(co_http_request_t *req, int status, const char *content_type, const char *body,
                     size_t len);
+/* Connections accepted and not yet closed (0 once closed): what a close still waits for. */
+size_t co_http_server_connections(const co_http_server_t *srv);
 /* Stops accepting and closes the server (see the lifecycle above); cb may be NULL. Further
  * calls are ignored. */
 void co_http_server_close(co_http_server_t *srv, co_http_close_cb cb);
