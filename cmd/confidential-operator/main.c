@@ -215,6 +215,9 @@ static int cmd_controller(int argc, char **argv) {
        "seconds of blocked evictions before removal reports EvictionTimedOut (default 600)"},
       {"node-resync", FLAG_LONG, &o.node_resync_s,
        "seconds between re-applies of the DaemonSets and RuntimeClasses (default 60)"},
+      {"shutdown-timeout", FLAG_LONG, &o.shutdown_timeout_s,
+       "seconds a shutdown may take after SIGTERM; then the parts still open are logged and "
+       "the process exits 3, as on a second signal (default 25)"},
       {"log-level", FLAG_LEVEL, &level, "debug|info|warn|error (default info)"},
       {"log-format", FLAG_FORMAT, &format, "logfmt|json (default logfmt)"},
   };

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "co/alloc.h"
@@ -34,6 +35,18 @@ enum {
 
 #define MAX_LIST 16
 #define PHASES_EVERY_MS 5000
+/* Exit code of a shutdown that did not finish (deadline passed, or a second signal). */
+#define EXIT_SHUTDOWN_INCOMPLETE 3
+
+/* Parts that report closed; what is still set when the shutdown deadline passes is logged. */
+enum {
+  PART_OPS = 1u << 0,
+  PART_NODEPREP = 1u << 1,
+  PART_WEBHOOK = 1u << 2,
+  PART_RECONCILER = 1u << 3,
+  PART_LEASE = 1u << 4,
+  PART_CLIENT = 1u << 5
+};
 
 typedef struct app_s {
   uv_loop_t loop;
@@ -53,6 +66,10 @@ typedef struct app_s {
   const char *classes[MAX_LIST];
   const char *optin[MAX_LIST];
   uv_signal_t sigint, sigterm;
+  uv_timer_t deadline; /* armed by stop(): a shutdown must end within shutdown_timeout_ms */
+  uint64_t shutdown_timeout_ms;
+  unsigned open_parts; /* PART_* not yet reported closed */
+  unsigned char inf_open[INF_COUNT];
   int informers_open;
   int synced;
   int started;
@@ -90,6 +107,7 @@ void co_controller_opts_default(co_controller_opts_t *o) {
   o->restart_timeout_s = 900;
   o->eviction_timeout_s = 600;
   o->node_resync_s = 60;
+  o->shutdown_timeout_s = 25;
 }
 
 int co_controller_load_config(co_kubeconfig_t *cfg, const char *kubeconfig, const char *context,
@@ -262,6 +280,8 @@ static void on_synced(co_informer_t *inf) {
 
 static void on_client_closed(co_client_t *c) {
   app_t *app = c->data;
+  app->open_parts &= ~PART_CLIENT;
+  uv_close((uv_handle_t *)&app->deadline, NULL);
   uv_close((uv_handle_t *)&app->sigint, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
 }
@@ -269,6 +289,7 @@ static void on_client_closed(co_client_t *c) {
 static void on_informer_closed(co_informer_t *inf) {
   app_t *app = inf->data;
   const co_reflector_stats_t *st = &inf->reflector.stats;
+  app->inf_open[index_of(app, inf)] = 0;
   co_log(CO_LOG_INFO, "informer stopped", CO_S("resource", type_name(inf)),
          CO_I("lists", st->lists), CO_I("relists", st->relists), CO_I("watches", st->watches),
          CO_I("events", st->events), CO_I("expired", st->expired), CO_I("stalls", st->stalls),
@@ -282,13 +303,18 @@ static void close_informers(app_t *app) {
     co_informer_close(&app->informers[i], on_informer_closed);
 }
 
-static void on_lease_closed(co_lease_t *l) { close_informers(l->data); }
+static void on_lease_closed(co_lease_t *l) {
+  app_t *app = l->data;
+  app->open_parts &= ~PART_LEASE;
+  close_informers(app);
+}
 
 static void on_lease_released(co_lease_t *l) { co_lease_close(l, on_lease_closed); }
 
 static void on_reconciler_closed(co_reconciler_t *rec) {
   app_t *app = rec->data;
   const co_reconciler_stats_t *s = &rec->stats;
+  app->open_parts &= ~PART_RECONCILER;
   co_log(CO_LOG_INFO, "reconciler stopped", CO_I("reconciles", s->reconciles),
          CO_I("patches", s->patches), CO_I("restores", s->restores),
          CO_I("status_writes", s->status_writes), CO_I("errors", s->write_errors),
@@ -391,6 +417,7 @@ static int start_ops(app_t *app, const char *address) {
   if (rc != 0)
     return rc;
   app->ops_open = 1;
+  app->open_parts |= PART_OPS;
   app->ops.data = app;
   co_ops_add_ready_check(&app->ops, "informers-synced", caches_synced, app);
   co_metrics_add_collector(collect, app);
@@ -401,18 +428,24 @@ static int start_ops(app_t *app, const char *address) {
   return rc;
 }
 
+static void on_ops_closed(co_ops_t *ops) {
+  app_t *app = ops->data;
+  app->open_parts &= ~PART_OPS;
+}
+
 /* First thing on shutdown: the collector reads the informers and the reconciler. */
 static void stop_ops(app_t *app) {
   if (!app->ops_open)
     return;
   app->ops_open = 0;
   co_metrics_remove_collector(collect, app);
-  co_ops_close(&app->ops, NULL);
+  co_ops_close(&app->ops, on_ops_closed);
 }
 
 /* The webhook reads the reconciler's caches and uses the client: it goes first. */
 static void on_webhook_closed(co_webhook_t *wh) {
   app_t *app = wh->data;
+  app->open_parts &= ~PART_WEBHOOK;
   co_reconciler_close(&app->rec, on_reconciler_closed);
 }
 
@@ -420,6 +453,7 @@ static void on_webhook_closed(co_webhook_t *wh) {
 static void on_nodeprep_closed(co_nodeprep_t *np) {
   app_t *app = np->data;
   const co_nodeprep_stats_t *s = &np->stats;
+  app->open_parts &= ~PART_NODEPREP;
   co_log(CO_LOG_INFO, "node preparation stopped", CO_I("passes", s->passes),
          CO_I("node_writes", s->node_writes), CO_I("grants", s->grants), CO_I("probes", s->probes),
          CO_I("evictions", s->evictions), CO_I("errors", s->write_errors));
@@ -430,11 +464,70 @@ static void on_nodeprep_closed(co_nodeprep_t *np) {
   co_reconciler_close(&app->rec, on_reconciler_closed);
 }
 
+/* ---- bounded shutdown ---- */
+
+/* Logs, at error level, each part that has not reported closed and what it still holds, then
+ * a summary naming them all. */
+static void report_open(app_t *app, const char *why) {
+  char names[512] = "";
+  size_t n = 0;
+#define OPEN_PART(name, ...)                                                            \
+  do {                                                                                  \
+    co_log(CO_LOG_ERROR, "shutdown: part still open", CO_S("part", name), __VA_ARGS__); \
+    int w_ = snprintf(names + n, sizeof(names) - n, "%s%s", n > 0 ? "," : "", name);    \
+    if (w_ > 0 && (size_t)w_ < sizeof(names) - n)                                       \
+      n += (size_t)w_;                                                                  \
+  } while (0)
+  if (app->open_parts & PART_OPS)
+    OPEN_PART("metrics-server", CO_I("connections", co_http_server_connections(&app->ops.http)));
+  if (app->open_parts & PART_NODEPREP)
+    OPEN_PART("node-preparation", CO_B("closing", app->np.closing),
+              CO_I("requests_in_flight", app->np.in_flight),
+              CO_I("workqueue_depth", app->np.queue.queued));
+  if ((app->open_parts & PART_WEBHOOK) && app->webhook.http.impl != NULL)
+    OPEN_PART("webhook-server",
+              CO_I("connections", co_http_server_connections(&app->webhook.http)));
+  if ((app->open_parts & PART_WEBHOOK) && app->webhook.certs.s != NULL)
+    OPEN_PART("webhook-certificate-store",
+              CO_I("requests_in_flight", co_certstore_requests(&app->webhook.certs)));
+  if (app->open_parts & PART_RECONCILER)
+    OPEN_PART("reconciler", CO_B("closing", app->rec.closing),
+              CO_I("requests_in_flight", app->rec.in_flight),
+              CO_I("events_pending", app->rec.events_pending),
+              CO_I("workqueue_depth", app->rec.queue.queued));
+  if (app->open_parts & PART_LEASE)
+    OPEN_PART("leader-election", CO_B("leading", app->lease.leading));
+  for (int i = 0; i < INF_COUNT; i++)
+    if (app->inf_open[i]) {
+      char part[64];
+      snprintf(part, sizeof(part), "informer/%s", type_name(&app->informers[i]));
+      OPEN_PART(part, CO_B("request_in_flight", co_req_active(&app->informers[i].reflector.req)));
+    }
+  if (app->open_parts & PART_CLIENT)
+    OPEN_PART("api-client", CO_I("requests_in_flight", co_client_requests(&app->client)));
+#undef OPEN_PART
+  co_log(CO_LOG_ERROR, why, CO_S("open", names),
+         CO_I("shutdown_timeout_s", app->shutdown_timeout_ms / 1000),
+         CO_I("exit_code", EXIT_SHUTDOWN_INCOMPLETE));
+}
+
+/* The loop cannot be trusted to end (a part that never reports closed): exit from here.
+ * _exit: nothing else runs (no atexit handlers, no leak check on what is still in use). */
+static void exit_now(app_t *app, const char *why) {
+  report_open(app, why);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(EXIT_SHUTDOWN_INCOMPLETE);
+}
+
+static void on_deadline(uv_timer_t *t) { exit_now(t->data, "shutdown deadline passed, exiting"); }
+
 static void stop(app_t *app) {
   if (app->stopping)
     return;
   app->stopping = 1;
-  co_log(CO_LOG_INFO, "shutting down");
+  co_log(CO_LOG_INFO, "shutting down", CO_I("shutdown_timeout_s", app->shutdown_timeout_ms / 1000));
+  uv_timer_start(&app->deadline, on_deadline, app->shutdown_timeout_ms, 0);
   stop_ops(app);
   co_nodeprep_close(&app->np, on_nodeprep_closed);
 }
@@ -475,6 +568,7 @@ static void setup_webhook(app_t *app, const co_controller_opts_t *o) {
   }
   app->webhook.data = app;
   app->webhook_on = 1;
+  app->open_parts |= PART_WEBHOOK;
   if (app->ops_open)
     co_ops_add_ready_check(&app->ops, "webhook-cert-loaded", webhook_ready, app);
   co_log(CO_LOG_INFO, "admission webhook enabled", CO_S("address", o->webhook_bind_address),
@@ -487,7 +581,10 @@ static void setup_webhook(app_t *app, const co_controller_opts_t *o) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   app_t *app = h->data;
-  co_log(CO_LOG_INFO, "signal received", CO_S("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (app->stopping) /* the supervisor, or the operator, will not wait any longer */
+    exit_now(app, "second signal during shutdown, exiting");
+  co_log(CO_LOG_INFO, "signal received", CO_S("signal", name));
   stop(app);
 }
 
@@ -543,6 +640,10 @@ int co_controller_run(const co_controller_opts_t *opts) {
     return 2;
   }
   app->client.data = app;
+  app->open_parts |= PART_CLIENT | PART_NODEPREP | PART_RECONCILER;
+  app->shutdown_timeout_ms = (uint64_t)opts->shutdown_timeout_s * 1000;
+  uv_timer_init(&app->loop, &app->deadline);
+  app->deadline.data = app;
   co_log(CO_LOG_INFO, "starting controller", CO_S("server", cfg.server),
          CO_S("context", cfg.context ? cfg.context : (cfg.in_cluster ? "in-cluster" : "")),
          CO_F("qps", opts->qps), CO_I("burst", opts->burst),
@@ -560,6 +661,7 @@ int co_controller_run(const co_controller_opts_t *opts) {
     app->informers[i].data = app;
     app->informers[i].reflector.page_limit = (unsigned)opts->list_page_size;
     app->informers_open++;
+    app->inf_open[i] = 1;
   }
   co_informer_t *inf = app->informers;
   co_reconciler_init(&app->loop, &app->rec, &app->client, &inf[INF_DEPLOYMENTS],
@@ -596,6 +698,7 @@ int co_controller_run(const co_controller_opts_t *opts) {
     app->lease.data = app;
     app->lease.on_started = on_lease_started;
     app->lease.on_stopped = on_lease_stopped;
+    app->open_parts |= PART_LEASE;
     co_log(CO_LOG_INFO, "leader election enabled", CO_S("identity", ident),
            CO_S("namespace", opts->operator_namespace));
     co_lease_start(&app->lease);

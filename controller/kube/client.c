@@ -867,6 +867,14 @@ void co_req_cancel(co_req_t *req) {
 
 int co_req_active(const co_req_t *req) { return req->s != NULL; }
 
+size_t co_client_requests(const co_client_t *client) {
+  size_t n = 0;
+  if (client->s != NULL)
+    for (const struct co__req_state *rs = client->s->all; rs != NULL; rs = rs->next)
+      n++;
+  return n;
+}
+
 /* ---- public lifecycle ---------------------------------------------------------------- */
 
 static int fail(char *err, size_t errlen, int rc, const char *msg) {

@@ -563,6 +563,12 @@ static void on_reflector_closed(co_reflector_t *r) { on_part_closed(r->data); }
 
 static void on_timer_closed(uv_handle_t *h) { on_part_closed(h->data); }
 
+int co_certstore_requests(const co_certstore_t *cs) {
+  if (cs->s == NULL)
+    return 0;
+  return (cs->s->op != OP_NONE) + co_req_active(&cs->s->watch.req);
+}
+
 void co_certstore_close(co_certstore_t *cs, co_certstore_cb cb) {
   state_t *s = cs->s;
   if (s == NULL || s->closing)

@@ -75,6 +75,9 @@ int co_certstore_init(co_client_t *client, co_certstore_t *cs, const co_certstor
 int co_certstore_start(co_certstore_t *cs);
 /* Only the leader rotates and injects; without leader election call it once with 1. */
 void co_certstore_set_leader(co_certstore_t *cs, int leading);
+/* API requests started and not answered (the Secret's list/watch, a write or a caBundle
+ * request): what a close waits for. 0 once closed. */
+int co_certstore_requests(const co_certstore_t *cs);
 /* Stops everything and frees what it owns; cb fires once, later, on the loop. */
 void co_certstore_close(co_certstore_t *cs, co_certstore_cb cb);
 

@@ -117,6 +117,9 @@ int co_client_init(uv_loop_t *loop, co_client_t *client, const co_kubeconfig_t *
  * handles and frees the client's memory; cb fires last, on the loop. */
 void co_client_close(co_client_t *client, co_client_close_cb cb);
 
+/* Requests started whose callback has not fired yet (0 once closed). */
+size_t co_client_requests(const co_client_t *client);
+
 /* Binds req to client; allocates nothing. */
 void co_req_init(co_client_t *client, co_req_t *req);
 

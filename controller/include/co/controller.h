@@ -35,6 +35,9 @@ typedef struct co_controller_opts_s {
   const char *kata_deploy_version; /* tag of quay.io/kata-containers/kata-deploy */
   const char *probe_image;         /* probe pods: a small image with sh and uname */
   long probe_interval_s, probe_timeout_s, restart_timeout_s, eviction_timeout_s, node_resync_s;
+  /* After SIGTERM/SIGINT, a shutdown still running after this long (or a second signal) logs
+   * the parts still open and exits with code 3. */
+  long shutdown_timeout_s;
 } co_controller_opts_t;
 
 void co_controller_opts_default(co_controller_opts_t *opts);
