@@ -7,6 +7,11 @@
 #
 #   CO_CLUSTER_DIR (default /tmp/co-bench-wh)  N (default 1000)  C (default 50)
 #   CO_BIN (default build/confidential-operator)
+#   KIND=deployment: creates opted-in Deployments (replicas 0) instead of Pods, with
+#     kube-controller-manager stopped for the run: one webhook call per create and no scheduler,
+#     kwok or ReplicaSet work, so the API server's CPU goes to the creates themselves.
+#   WEBHOOK=reference: the same run against hack/refwebhook (Go standard library, built here),
+#     which only sets the class: the API server's floor for a webhook call on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CO_CLUSTER_DIR=${CO_CLUSTER_DIR:-/tmp/co-bench-wh}
@@ -23,23 +28,50 @@ kind: RuntimeClass
 metadata: {name: kata-qemu}
 handler: kata-qemu
 YAML
-kc create --dry-run=client -o json -f manifests/webhook.yaml |
-  jq --arg url "https://127.0.0.1:$PORT/mutate" '(if .kind == "List" then .items[] else . end)
-    | select(.kind == "MutatingWebhookConfiguration") | .metadata.name = "co-bench-webhook"
-    | .webhooks[].clientConfig = {url: $url}' | kc apply -f - >/dev/null
-kc delete namespace bench-wh --ignore-not-found --wait=true >/dev/null
-kc create namespace bench-wh >/dev/null
+WEBHOOK=${WEBHOOK:-operator} KIND=${KIND:-pod}
+# A new namespace per run: the API server looks a recently deleted namespace up in etcd on every
+# create for a while (NamespaceLifecycle), which would load the run. Deleted (and waited for) at exit.
+ns=bench-wh-$(date +%s)
+kc create namespace "$ns" >/dev/null
+if [ "$KIND" = deployment ]; then
+  hook=workloads.confidential.cypherpunk.io path=apis/apps/v1/namespaces/$ns/deployments
+  body='{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"dNAME"},"spec":{"replicas":0,"selector":{"matchLabels":{"app":"dNAME"}},"template":{"metadata":{"labels":{"app":"dNAME"}},"spec":{"containers":[{"name":"c","image":"fake","env":[{"name":"KATA","value":"true"}]}]}}}}'
+else
+  hook=pods.confidential.cypherpunk.io path=api/v1/namespaces/$ns/pods
+  body='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pNAME"},"spec":{"containers":[{"name":"c","image":"fake","env":[{"name":"KATA","value":"true"}]}]}}'
+fi
+body=${body//\"/\\\"} # escaped for curl's config file
 log=$(mktemp)
-"$BIN" controller --webhook-bind-address=127.0.0.1:$PORT --webhook-config-name=co-bench-webhook \
-  --http-bind-address=127.0.0.1:$((PORT + 1)) --log-level=info >"$log" 2>&1 &
+config() { # the bundle's webhook configuration at 127.0.0.1:PORT, caBundle $1 (empty: the operator injects it)
+  kc create --dry-run=client -o json -f manifests/webhook.yaml |
+    jq --arg url "https://127.0.0.1:$PORT/mutate" --arg ca "$1" '(if .kind == "List" then .items[] else . end)
+      | select(.kind == "MutatingWebhookConfiguration") | .metadata.name = "co-bench-webhook"
+      | .webhooks[].clientConfig = ({url: $url} + (if $ca == "" then {} else {caBundle: $ca} end))' | kc apply -f - >/dev/null
+}
+if [ "$WEBHOOK" = reference ]; then
+  ref=$CO_CLUSTER_DIR/refwebhook
+  (cd hack/refwebhook && GOFLAGS= go build -o "$ref" main.go)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=refwebhook \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$CO_CLUSTER_DIR/ref.key" -out "$CO_CLUSTER_DIR/ref.crt" 2>/dev/null
+  config "$(base64 -w0 <"$CO_CLUSTER_DIR/ref.crt")"
+  "$ref" -addr 127.0.0.1:$PORT -cert "$CO_CLUSTER_DIR/ref.crt" -key "$CO_CLUSTER_DIR/ref.key" >"$log" 2>&1 &
+else
+  config ""
+  "$BIN" controller --webhook-bind-address=127.0.0.1:$PORT --webhook-config-name=co-bench-webhook \
+    --http-bind-address=127.0.0.1:$((PORT + 1)) --log-level=info >"$log" 2>&1 &
+fi
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; kc delete mutatingwebhookconfiguration co-bench-webhook --ignore-not-found >/dev/null; cp "$log" "${CO_CLUSTER_DIR}/webhook-bench.log"; rm -f "$log"' EXIT
+if [ "$KIND" = deployment ]; then
+  hack/cluster.sh stop controller-manager >/dev/null
+  restart_kcm='hack/cluster.sh start controller-manager >/dev/null;'
+fi
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; ${restart_kcm:-} kc delete mutatingwebhookconfiguration co-bench-webhook --ignore-not-found >/dev/null; kc delete namespace "$ns" --wait=true >/dev/null; cp "$log" "${CO_CLUSTER_DIR}/webhook-bench.log"; rm -f "$log"' EXIT
 # Ready when the API server's own call mutates a server-side dry run (certificate served, caBundle
 # injected, this replica leading or not): up to a minute, a previous run's lease may still hold.
 probe_pod='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe"},"spec":{"containers":[{"name":"c","image":"fake","env":[{"name":"KATA","value":"true"}]}]}}'
 ready=
 for _ in $(seq 1 120); do
-  if [ "$(kc -n bench-wh create --dry-run=server -o jsonpath='{.spec.runtimeClassName}' -f - <<<"$probe_pod" 2>/dev/null)" = kata-qemu ]; then
+  if [ "$(kc -n "$ns" create --dry-run=server -o jsonpath='{.spec.runtimeClassName}' -f - <<<"$probe_pod" 2>/dev/null)" = kata-qemu ]; then
     ready=1
     break
   fi
@@ -48,33 +80,38 @@ done
 [ -n "$ready" ] || { echo "webhook not ready (log: $CO_CLUSTER_DIR/webhook-bench.log)" >&2; exit 1; }
 
 metric() { kc get --raw /metrics | grep '^apiserver_admission_webhook_admission_duration_seconds_' |
-  grep 'name="pods.confidential.cypherpunk.io"' | grep 'operation="CREATE"'; }
+  grep "name=\"$hook\"" | grep 'operation="CREATE"'; }
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-own() { curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep "^confidential_operator_webhook_$1_seconds_bucket"; }
+own() { # the operator's own histograms (none for the reference)
+  [ "$WEBHOOK" = reference ] || curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep "^confidential_operator_$1_seconds_bucket"
+}
+conns() { [ "$WEBHOOK" = reference ] || curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^confidential_operator_webhook_connections_total/ {print $2}'; }
 before=$(metric || true)
-h_before=$(own handler) r_before=$(own request) c_before=$(curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^confidential_operator_webhook_connections_total/ {print $2}')
+h_before=$(own webhook_handler) r_before=$(own webhook_request) l_before=$(own loop_busy) c_before=$(conns)
 cpu0=$(cpu)
 # One curl process drives all clients (--parallel, HTTP/2 to the API server): no fork per
 # request, so the load generator does not take the CPU the API server and the webhook need.
 reqs=$(mktemp)
 for i in $(seq 1 "$N"); do
   [ "$i" -gt 1 ] && echo next
-  printf '%s\n' "url = \"$APISERVER_URL/api/v1/namespaces/bench-wh/pods\"" 'request = "POST"' \
+  printf '%s\n' "url = \"$APISERVER_URL/$path\"" 'request = "POST"' \
     "header = \"Authorization: Bearer $CO_ADMIN_TOKEN\"" 'header = "Content-Type: application/json"' \
-    "data = \"{\\\"apiVersion\\\":\\\"v1\\\",\\\"kind\\\":\\\"Pod\\\",\\\"metadata\\\":{\\\"name\\\":\\\"p$i\\\"},\\\"spec\\\":{\\\"containers\\\":[{\\\"name\\\":\\\"c\\\",\\\"image\\\":\\\"fake\\\",\\\"env\\\":[{\\\"name\\\":\\\"KATA\\\",\\\"value\\\":\\\"true\\\"}]}]}}\"" \
+    "data = \"${body//NAME/$i}\"" \
     "cacert = \"$CO_CA_FILE\"" 'output = "/dev/null"' 'write-out = "%{http_code}\n"' silent
 done >"$reqs"
 t0=$(date +%s.%N)
-codes=$(curl -s --parallel --parallel-immediate --parallel-max "$C" --config "$reqs" | sort | uniq -c | tr '\n' ' ')
+codes=$(curl -s --parallel --parallel-immediate --parallel-max "$C" --config "$reqs" 2>/dev/null | sort | uniq -c | tr '\n' ' ')
 rm -f "$reqs"
 t1=$(date +%s.%N)
 after=$(metric)
-h_after=$(own handler) r_after=$(own request) c_after=$(curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^confidential_operator_webhook_connections_total/ {print $2}')
+h_after=$(own webhook_handler) r_after=$(own webhook_request) l_after=$(own loop_busy) c_after=$(conns)
 cpu1=$(cpu)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 hz=$(getconf CLK_TCK)
-mutated=$(kc -n bench-wh get pods -o json | jq '[.items[] | select(.spec.runtimeClassName == "kata-qemu")] | length')
+mutated=$(kc -n "$ns" get "${KIND}s" -o json |
+  jq '[.items[] | select((.spec.runtimeClassName // .spec.template.spec.runtimeClassName) == "kata-qemu")] | length')
 quantiles() {
+  [ -n "$2" ] || return 0
   python3 - "$1" "$2" "$3" <<'PY'
 import re, sys
 def parse(t):
@@ -89,12 +126,17 @@ total = d[-1][1]
 def q(p):
     for le, c in d:
         if c >= p * total: return le
-print(f"{sys.argv[3]}: {int(total)} calls, p50 <= {q(0.5)*1000:g} ms, p99 <= {q(0.99)*1000:g} ms (bucket bounds)")
+le5 = next((c for le, c in d if abs(le - 0.005) < 1e-9), None)
+share = f", {100 * le5 / total:.1f} % <= 5 ms" if le5 is not None else ""
+top = next((le for le, c in reversed(d) if c < total), None)
+share += f", longest > {top*1000:g} ms" if top is not None and top != float("inf") else ""
+print(f"{sys.argv[3]}: {int(total)} calls, p50 <= {q(0.5)*1000:g} ms, p99 <= {q(0.99)*1000:g} ms (bucket bounds){share}")
 PY
 }
 quantiles "$before" "$after" "API server (apiserver_admission_webhook_admission_duration_seconds)"
 quantiles "$r_before" "$r_after" "webhook, request read to answer (confidential_operator_webhook_request_seconds)"
 quantiles "$h_before" "$h_after" "webhook, handler only (confidential_operator_webhook_handler_seconds)"
-echo "webhook connections accepted during the run: $(echo "${c_after:-0} - ${c_before:-0}" | bc)"
-echo "creates: $N by $C clients in $(echo "$t1 - $t0" | bc) s; HTTP codes: $codes; pods with the class: $mutated"
-echo "controller: RSS $((rss / 1024)) MiB after the run, CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s for the run"
+quantiles "$l_before" "$l_after" "controller loop turns (confidential_operator_loop_busy_seconds)"
+[ "$WEBHOOK" = reference ] || echo "webhook connections accepted during the run: $(echo "${c_after:-0} - ${c_before:-0}" | bc)"
+echo "creates: $N by $C clients in $(echo "$t1 - $t0" | bc) s; HTTP codes: $codes; ${KIND}s with the class: $mutated"
+echo "$WEBHOOK webhook: RSS $((rss / 1024)) MiB after the run, CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s for the run"

@@ -8,6 +8,7 @@
 #include "co/buf.h"
 #include "co/error.h"
 #include "co/metrics.h"
+#include "co/ops.h"
 #include "co_test.h"
 
 static char *render(void) {
@@ -170,5 +171,46 @@ static void test_operator_helpers(void) {
   co_metrics_free_all();
 }
 
+/* The loop's turns: a callback that works 30 ms after the loop waited 150 ms idle counts as
+ * one turn of 25-100 ms (the wait is not work), and closing ends the timing. */
+static void on_done(uv_timer_t *t) {
+  co_ops_close(t->data, NULL);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_work(uv_timer_t *t) {
+  uint64_t end = uv_hrtime() + 30 * 1000000ull;
+  while (uv_hrtime() < end)
+    ;
+  uv_timer_start(t, on_done, 20, 0);
+}
+
+static long long bucket(const char *text, const char *le) {
+  char pat[128];
+  snprintf(pat, sizeof(pat), "confidential_operator_loop_busy_seconds_bucket{le=\"%s\"} ", le);
+  const char *p = strstr(text, pat);
+  return p != NULL ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+static void test_loop_turns(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  co_ops_t ops;
+  CO_CHECK_INT(co_ops_init(&loop, &ops), ==, 0);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = &ops;
+  uv_timer_start(&t, on_work, 150, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CO_CHECK_INT(uv_loop_close(&loop), ==, 0);
+  char *out = render();
+  long long all = bucket(out, "+Inf");
+  CO_CHECK_INT(all, >=, 1);
+  CO_CHECK_INT(bucket(out, "0.025"), ==, all - 1); /* the working turn */
+  CO_CHECK_INT(bucket(out, "0.1"), ==, all);       /* without the 150 ms idle wait */
+  co_free(out);
+  co_metrics_free_all();
+}
+
 CO_TEST_MAIN(CO_TEST(test_register), CO_TEST(test_render_exact), CO_TEST(test_escaping_and_bounds),
-             CO_TEST(test_collectors), CO_TEST(test_operator_helpers))
+             CO_TEST(test_collectors), CO_TEST(test_operator_helpers), CO_TEST(test_loop_turns))
