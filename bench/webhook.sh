@@ -12,6 +12,8 @@
 #     kwok or ReplicaSet work, so the API server's CPU goes to the creates themselves.
 #   WEBHOOK=reference: the same run against hack/refwebhook (Go standard library, built here),
 #     which only sets the class: the API server's floor for a webhook call on this machine.
+#   WEBHOOK=none: no webhook at all; the creates' client-side latency (curl's time_total, shown
+#     for every run) is then the baseline that the other runs' added latency is measured from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CO_CLUSTER_DIR=${CO_CLUSTER_DIR:-/tmp/co-bench-wh}
@@ -48,7 +50,10 @@ config() { # the bundle's webhook configuration at 127.0.0.1:PORT, caBundle $1 (
       | select(.kind == "MutatingWebhookConfiguration") | .metadata.name = "co-bench-webhook"
       | .webhooks[].clientConfig = ({url: $url} + (if $ca == "" then {} else {caBundle: $ca} end))' | kc apply -f - >/dev/null
 }
-if [ "$WEBHOOK" = reference ]; then
+if [ "$WEBHOOK" = none ]; then
+  kc delete mutatingwebhookconfiguration co-bench-webhook --ignore-not-found >/dev/null
+  sleep 3600 & # stands in for a webhook process
+elif [ "$WEBHOOK" = reference ]; then
   ref=$CO_CLUSTER_DIR/refwebhook
   (cd hack/refwebhook && GOFLAGS= go build -o "$ref" main.go)
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=refwebhook \
@@ -70,7 +75,9 @@ trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; ${restart_kcm:-} kc de
 # injected, this replica leading or not): up to a minute, a previous run's lease may still hold.
 probe_pod='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe"},"spec":{"containers":[{"name":"c","image":"fake","env":[{"name":"KATA","value":"true"}]}]}}'
 ready=
+[ "$WEBHOOK" != none ] || ready=1
 for _ in $(seq 1 120); do
+  [ -z "$ready" ] || break
   if [ "$(kc -n "$ns" create --dry-run=server -o jsonpath='{.spec.runtimeClassName}' -f - <<<"$probe_pod" 2>/dev/null)" = kata-qemu ]; then
     ready=1
     break
@@ -82,10 +89,10 @@ done
 metric() { kc get --raw /metrics | grep '^apiserver_admission_webhook_admission_duration_seconds_' |
   grep "name=\"$hook\"" | grep 'operation="CREATE"'; }
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-own() { # the operator's own histograms (none for the reference)
-  [ "$WEBHOOK" = reference ] || curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep "^confidential_operator_$1_seconds_bucket"
+own() { # the operator's own histograms (none for the others)
+  [ "$WEBHOOK" != operator ] || curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep "^confidential_operator_$1_seconds_bucket"
 }
-conns() { [ "$WEBHOOK" = reference ] || curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^confidential_operator_webhook_connections_total/ {print $2}'; }
+conns() { [ "$WEBHOOK" != operator ] || curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^confidential_operator_webhook_connections_total/ {print $2}'; }
 before=$(metric || true)
 h_before=$(own webhook_handler) r_before=$(own webhook_request) l_before=$(own loop_busy) c_before=$(conns)
 cpu0=$(cpu)
@@ -97,13 +104,14 @@ for i in $(seq 1 "$N"); do
   printf '%s\n' "url = \"$APISERVER_URL/$path\"" 'request = "POST"' \
     "header = \"Authorization: Bearer $CO_ADMIN_TOKEN\"" 'header = "Content-Type: application/json"' \
     "data = \"${body//NAME/$i}\"" \
-    "cacert = \"$CO_CA_FILE\"" 'output = "/dev/null"' 'write-out = "%{http_code}\n"' silent
+    "cacert = \"$CO_CA_FILE\"" 'output = "/dev/null"' 'write-out = "%{http_code} %{time_total}\n"' silent
 done >"$reqs"
 t0=$(date +%s.%N)
-codes=$(curl -s --parallel --parallel-immediate --parallel-max "$C" --config "$reqs" 2>/dev/null | sort | uniq -c | tr '\n' ' ')
+out=$(curl -s --parallel --parallel-immediate --parallel-max "$C" --config "$reqs" 2>/dev/null)
+codes=$(awk '{print $1}' <<<"$out" | sort | uniq -c | tr '\n' ' ')
 rm -f "$reqs"
 t1=$(date +%s.%N)
-after=$(metric)
+after=$(metric || true)
 h_after=$(own webhook_handler) r_after=$(own webhook_request) l_after=$(own loop_busy) c_after=$(conns)
 cpu1=$(cpu)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
@@ -137,6 +145,9 @@ quantiles "$before" "$after" "API server (apiserver_admission_webhook_admission_
 quantiles "$r_before" "$r_after" "webhook, request read to answer (confidential_operator_webhook_request_seconds)"
 quantiles "$h_before" "$h_after" "webhook, handler only (confidential_operator_webhook_handler_seconds)"
 quantiles "$l_before" "$l_after" "controller loop turns (confidential_operator_loop_busy_seconds)"
-[ "$WEBHOOK" = reference ] || echo "webhook connections accepted during the run: $(echo "${c_after:-0} - ${c_before:-0}" | bc)"
+client=$(awk '{print $2 * 1000}' <<<"$out" | sort -n | awk '{v[NR] = $1} END {
+  printf "p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", v[int(NR * 0.5 + 0.5)], v[int(NR * 0.9 + 0.5)], v[int(NR * 0.99 + 0.5)], v[NR] }')
+echo "creates as the client sees them (curl time_total): $client"
+[ "$WEBHOOK" != operator ] || echo "webhook connections accepted during the run: $(echo "${c_after:-0} - ${c_before:-0}" | bc)"
 echo "creates: $N by $C clients in $(echo "$t1 - $t0" | bc) s; HTTP codes: $codes; ${KIND}s with the class: $mutated"
-echo "$WEBHOOK webhook: RSS $((rss / 1024)) MiB after the run, CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s for the run"
+[ "$WEBHOOK" = none ] || echo "$WEBHOOK webhook: RSS $((rss / 1024)) MiB after the run, CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s for the run"
