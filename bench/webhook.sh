@@ -66,11 +66,17 @@ else
     --http-bind-address=127.0.0.1:$((PORT + 1)) --log-level=info >"$log" 2>&1 &
 fi
 pid=$!
-if [ "$KIND" = deployment ]; then
-  hack/cluster.sh stop controller-manager >/dev/null
-  restart_kcm='hack/cluster.sh start controller-manager >/dev/null;'
-fi
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; ${restart_kcm:-} kc delete mutatingwebhookconfiguration co-bench-webhook --ignore-not-found >/dev/null; kc delete namespace "$ns" --wait=true >/dev/null; cp "$log" "${CO_CLUSTER_DIR}/webhook-bench.log"; rm -f "$log"' EXIT
+cleanup() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  [ "$KIND" != deployment ] || hack/cluster.sh start controller-manager >/dev/null || true
+  kc delete mutatingwebhookconfiguration co-bench-webhook --ignore-not-found >/dev/null || true
+  kc delete namespace "$ns" --wait=true >/dev/null || true
+  cp "$log" "$CO_CLUSTER_DIR/webhook-bench.log"
+  rm -f "$log"
+}
+trap cleanup EXIT
+[ "$KIND" != deployment ] || hack/cluster.sh stop controller-manager >/dev/null
 # Ready when the API server's own call mutates a server-side dry run (certificate served, caBundle
 # injected, this replica leading or not): up to a minute, a previous run's lease may still hold.
 probe_pod='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe"},"spec":{"containers":[{"name":"c","image":"fake","env":[{"name":"KATA","value":"true"}]}]}}'
