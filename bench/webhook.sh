@@ -12,6 +12,8 @@
 #     kwok or ReplicaSet work, so the API server's CPU goes to the creates themselves.
 #   WEBHOOK=reference: the same run against hack/refwebhook (Go standard library, built here),
 #     which only sets the class: the API server's floor for a webhook call on this machine.
+#   RAW=/path/prefix: also keep the API server histogram before/after and the client latencies
+#     there (RAW.api-before, RAW.api-after, RAW.client), for bench/webhook-compare.sh.
 #   WEBHOOK=none: no webhook at all; the creates' client-side latency (curl's time_total, shown
 #     for every run) is then the baseline that the other runs' added latency is measured from.
 set -euo pipefail
@@ -136,7 +138,8 @@ def parse(t):
     return b
 b0, b1 = parse(sys.argv[1]), parse(sys.argv[2])
 d = sorted((le, b1[le] - b0.get(le, 0)) for le in b1)
-total = d[-1][1]
+total = d[-1][1] if d else 0
+if total == 0: sys.exit(0)  # no call in the window (no webhook)
 def q(p):
     for le, c in d:
         if c >= p * total: return le
@@ -154,6 +157,11 @@ quantiles "$l_before" "$l_after" "controller loop turns (confidential_operator_l
 client=$(awk '{print $2 * 1000}' <<<"$out" | sort -n | awk '{v[NR] = $1} END {
   printf "p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", v[int(NR * 0.5 + 0.5)], v[int(NR * 0.9 + 0.5)], v[int(NR * 0.99 + 0.5)], v[NR] }')
 echo "creates as the client sees them (curl time_total): $client"
+if [ -n "${RAW:-}" ]; then
+  printf '%s\n' "$before" >"$RAW.api-before"
+  printf '%s\n' "$after" >"$RAW.api-after"
+  awk '{print $2 * 1000}' <<<"$out" >"$RAW.client"
+fi
 [ "$WEBHOOK" != operator ] || echo "webhook connections accepted during the run: $(echo "${c_after:-0} - ${c_before:-0}" | bc)"
 echo "creates: $N by $C clients in $(echo "$t1 - $t0" | bc) s; HTTP codes: $codes; ${KIND}s with the class: $mutated"
 [ "$WEBHOOK" = none ] || echo "$WEBHOOK webhook: RSS $((rss / 1024)) MiB after the run, CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s for the run"
