@@ -119,13 +119,6 @@ static int valid_label_key(const char *k, size_t n) {
 
 static int valid_label_value(const char *v) { return valid_label_part(v, strlen(v), 1); }
 
-/* ---- co_kv_t --------------------------------------------------------------------------- */
-
-static int kv_equal(const co_kv_t *a, const co_kv_t *b) {
-  return a->count == b->count && a->len == b->len &&
-         (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
-
 /* ---- decode ---------------------------------------------------------------------------- */
 
 static int decode_match_labels(const cJSON *map, co_cwl_t *cr) {
@@ -161,9 +154,7 @@ static int decode_match_labels(const cJSON *map, co_cwl_t *cr) {
     co_buf_free(&b);
     return rc;
   }
-  cr->match_labels.count = n;
-  cr->match_labels.len = (uint32_t)b.len;
-  cr->match_labels.data = co_buf_steal(&b);
+  cr->match_labels.data = co_buf_steal(&b); /* its NUL ends the block */
   co_buf_free(&b);
   return 0;
 }
@@ -396,7 +387,7 @@ static int cwl_equal(const co_obj_t *a, const co_obj_t *b) {
   const co_cwl_t *x = (const co_cwl_t *)a, *y = (const co_cwl_t *)b;
   if (!str_equal(x->runtime_class, y->runtime_class) || x->has_selector != y->has_selector ||
       x->selector_bad_label_key != y->selector_bad_label_key ||
-      !kv_equal(&x->match_labels, &y->match_labels) || x->n_exprs != y->n_exprs ||
+      !co_kv_equal(&x->match_labels, &y->match_labels) || x->n_exprs != y->n_exprs ||
       x->n_target_refs != y->n_target_refs || x->on_failure != y->on_failure ||
       x->revert_after_s != y->revert_after_s || x->has_hardening != y->has_hardening ||
       x->memory_backed_empty_dirs != y->memory_backed_empty_dirs ||
@@ -470,17 +461,14 @@ static const char *expr_problem(const co_sel_expr_t *e) {
   return "operator is not In, NotIn, Exists or DoesNotExist";
 }
 
-/* Index of the first matchLabels pair with an invalid key or value, or -1. */
-static int bad_match_label(const co_cwl_t *cr) {
-  const char *p = cr->match_labels.data;
-  for (uint32_t i = 0; i < cr->match_labels.count; i++) {
-    size_t l = strlen(p);
-    const char *eq = memchr(p, '=', l);
+/* The first matchLabels pair with an invalid key or value, or NULL. */
+static const char *bad_match_label(const co_cwl_t *cr) {
+  CO_KV_FOREACH(&cr->match_labels, p) {
+    const char *eq = strchr(p, '=');
     if (eq == NULL || !valid_label_key(p, (size_t)(eq - p)) || !valid_label_value(eq + 1))
-      return (int)i;
-    p += l + 1;
+      return p;
   }
-  return -1;
+  return NULL;
 }
 
 static int value_in(const co_sel_expr_t *e, const char *v) {
@@ -491,19 +479,16 @@ static int value_in(const co_sel_expr_t *e, const char *v) {
 }
 
 int co_selector_matches(const co_cwl_t *cr, const co_kv_t *labels) {
-  if (cr == NULL || !cr->has_selector || cr->selector_bad_label_key || bad_match_label(cr) >= 0)
+  if (cr == NULL || !cr->has_selector || cr->selector_bad_label_key || bad_match_label(cr) != NULL)
     return 0;
   for (uint32_t i = 0; i < cr->n_exprs; i++)
     if (expr_problem(&cr->exprs[i]) != NULL)
       return 0;
-  const char *p = cr->match_labels.data;
-  for (uint32_t i = 0; i < cr->match_labels.count; i++) {
-    size_t l = strlen(p);
-    const char *eq = memchr(p, '=', l); /* present: checked by bad_match_label */
+  CO_KV_FOREACH(&cr->match_labels, p) {
+    const char *eq = strchr(p, '='); /* present: checked by bad_match_label */
     const char *v = co_kv_getn(labels, p, (size_t)(eq - p));
     if (v == NULL || strcmp(v, eq + 1) != 0)
       return 0;
-    p += l + 1;
   }
   for (uint32_t i = 0; i < cr->n_exprs; i++) {
     const co_sel_expr_t *e = &cr->exprs[i];
@@ -532,7 +517,7 @@ int co_selector_matches(const co_cwl_t *cr, const co_kv_t *labels) {
 }
 
 static int selector_empty(const co_cwl_t *cr) {
-  return cr->match_labels.count == 0 && cr->n_exprs == 0 && !cr->selector_bad_label_key;
+  return cr->match_labels.data == NULL && cr->n_exprs == 0 && !cr->selector_bad_label_key;
 }
 
 int co_cwl_refs(const co_cwl_t *cr, const char *kind, const char *name) {
@@ -628,11 +613,8 @@ static void validate_selector(const co_cwl_t *cr, msg_t *m) {
   if (cr->selector_bad_label_key)
     addf(m, "spec.selector.matchLabels has a key containing '=' that no label can carry; the "
             "selector never matches");
-  int bad = bad_match_label(cr);
-  if (bad >= 0) {
-    const char *p = cr->match_labels.data;
-    for (int i = 0; i < bad; i++)
-      p += strlen(p) + 1;
+  const char *p = bad_match_label(cr);
+  if (p != NULL) {
     addf(m,
          "spec.selector.matchLabels \"%.80s\" is not a valid label key/value pair; the selector "
          "never matches",

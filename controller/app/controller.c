@@ -396,9 +396,7 @@ static void collect(void *data) {
   size_t pl = strlen(CO_NODE_RUNTIME_LABEL_PREFIX);
   for (const co_obj_t *o = co_informer_first(&app->informers[INF_NODES]); o != NULL;
        o = co_informer_next(o)) {
-    const co_kv_t *labels = &((const co_node_t *)o)->labels;
-    const char *p = labels->data;
-    for (uint32_t i = 0; i < labels->count; i++, p += strlen(p) + 1) {
+    CO_KV_FOREACH(&((const co_node_t *)o)->labels, p) {
       const char *eq = strchr(p, '=');
       if (eq == NULL || strncmp(p, CO_NODE_RUNTIME_LABEL_PREFIX, pl) != 0 ||
           strcmp(eq + 1, "ready") != 0)

@@ -30,8 +30,7 @@ static size_t owned_size(const co_resource_type_t *t, const co_obj_t *o) {
       const char *s = *(char *const *)field;
       n += s != NULL ? strlen(s) + 1 : 0;
     } else {
-      const co_kv_t *kv = (const co_kv_t *)field;
-      n += kv->data != NULL ? kv->len + 1 : 0;
+      n += co_kv_size((const co_kv_t *)field);
     }
   }
   return n;
@@ -64,9 +63,10 @@ static co_obj_t *obj_pack(const co_resource_type_t *t, co_obj_t *o, size_t base)
       }
     } else {
       co_kv_t *kv = (co_kv_t *)field;
-      if (kv->data != NULL) {
-        kv->data = memcpy(b, kv->data, kv->len + 1);
-        b += kv->len + 1;
+      size_t l = co_kv_size(kv);
+      if (l > 0) {
+        kv->data = memcpy(b, kv->data, l);
+        b += l;
       }
     }
   }

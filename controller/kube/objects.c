@@ -29,30 +29,55 @@ const char *co_kv_get(const co_kv_t *kv, const char *key) {
 const char *co_kv_getn(const co_kv_t *kv, const char *key, size_t kl) {
   if (kv == NULL)
     return NULL;
-  const char *p = kv->data;
-  for (uint32_t i = 0; i < kv->count; i++) {
-    size_t l = strlen(p);
-    if (l > kl && p[kl] == '=' && memcmp(p, key, kl) == 0)
+  CO_KV_FOREACH(kv, p) {
+    if (strlen(p) > kl && p[kl] == '=' && memcmp(p, key, kl) == 0)
       return p + kl + 1;
-    p += l + 1;
   }
   return NULL;
 }
 
-static int kv_add(co_buf_t *b, uint32_t *count, const char *k, const char *v) {
+const char *co_kv_next(const co_kv_t *kv, const char *p) {
+  if (kv->data == NULL)
+    return NULL;
+  p = p == NULL ? kv->data : p + strlen(p) + 1;
+  return p[0] != '\0' ? p : NULL;
+}
+
+size_t co_kv_count(const co_kv_t *kv) {
+  size_t n = 0;
+  CO_KV_FOREACH(kv, p) {
+    (void)p;
+    n++;
+  }
+  return n;
+}
+
+size_t co_kv_size(const co_kv_t *kv) {
+  if (kv->data == NULL)
+    return 0;
+  const char *p = kv->data;
+  while (p[0] != '\0')
+    p += strlen(p) + 1;
+  return (size_t)(p - kv->data) + 1;
+}
+
+int co_kv_equal(const co_kv_t *a, const co_kv_t *b) {
+  size_t n = co_kv_size(a);
+  return n == co_kv_size(b) && (n == 0 || memcmp(a->data, b->data, n) == 0);
+}
+
+static int kv_add(co_buf_t *b, const char *k, const char *v) {
   int rc = co_buf_appendf(b, "%s=%s", k, v);
   if (rc == 0)
     rc = co_buf_append(b, "", 1); /* the pair's terminating NUL */
-  if (rc == 0)
-    (*count)++;
   return rc;
 }
 
-static void kv_finish(co_buf_t *b, uint32_t count, co_kv_t *out) {
-  out->count = count;
-  out->len = (uint32_t)b->len;
+/* The buffer's own terminating NUL is the block's final empty string. */
+static void kv_finish(co_buf_t *b, co_kv_t *out) {
+  size_t len = b->len; /* co_buf_steal resets it */
   /* Cached for the object's life: give back the growth slack. */
-  out->data = count ? co_realloc(co_buf_steal(b), out->len + 1) : NULL;
+  out->data = len > 0 ? co_realloc(co_buf_steal(b), len + 1) : NULL;
   co_buf_free(b);
 }
 
@@ -65,25 +90,19 @@ static int kv_from_map(const cJSON *map, const char *prefix, co_kv_t *out) {
     return CO_EPARSE;
   co_buf_t b;
   co_buf_init(&b, KV_MAX);
-  uint32_t n = 0;
   const cJSON *it;
   cJSON_ArrayForEach(it, map) {
     if (!cJSON_IsString(it) || it->string == NULL)
       continue;
     if (prefix != NULL && strstr(it->string, prefix) == NULL)
       continue;
-    if (kv_add(&b, &n, it->string, it->valuestring) != 0) {
+    if (kv_add(&b, it->string, it->valuestring) != 0) {
       co_buf_free(&b);
       return CO_ETOOBIG;
     }
   }
-  kv_finish(&b, n, out);
+  kv_finish(&b, out);
   return 0;
-}
-
-static int kv_equal(const co_kv_t *a, const co_kv_t *b) {
-  return a->count == b->count && a->len == b->len &&
-         (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
 static int str_equal(const char *a, const char *b) {
@@ -117,7 +136,6 @@ static int scan_env(const cJSON *podspec, co_kv_t *out) {
   memset(out, 0, sizeof(*out));
   co_buf_t b;
   co_buf_init(&b, KV_MAX);
-  uint32_t n = 0;
   static const char *lists[] = {"initContainers", "containers"};
   for (size_t l = 0; l < 2; l++) {
     const cJSON *c;
@@ -131,11 +149,10 @@ static int scan_env(const cJSON *podspec, co_kv_t *out) {
           if (strcmp(name->valuestring, optin_names[i]) != 0)
             continue;
           const cJSON *val = cJSON_GetObjectItemCaseSensitive(e, "value");
-          out->data = b.data;
-          out->count = n;
+          out->data = b.data; /* the pairs so far (the buffer keeps a NUL after them) */
           if (b.data != NULL && co_kv_get(out, optin_names[i]) != NULL)
             break;
-          if (kv_add(&b, &n, optin_names[i], cJSON_IsString(val) ? val->valuestring : "") != 0) {
+          if (kv_add(&b, optin_names[i], cJSON_IsString(val) ? val->valuestring : "") != 0) {
             co_buf_free(&b);
             memset(out, 0, sizeof(*out));
             return CO_ETOOBIG;
@@ -144,7 +161,7 @@ static int scan_env(const cJSON *podspec, co_kv_t *out) {
       }
     }
   }
-  kv_finish(&b, n, out);
+  kv_finish(&b, out);
   return 0;
 }
 
@@ -153,7 +170,6 @@ static int scan_empty_dirs(const cJSON *podspec, co_kv_t *out) {
   memset(out, 0, sizeof(*out));
   co_buf_t b;
   co_buf_init(&b, KV_MAX);
-  uint32_t n = 0;
   const cJSON *v;
   cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(podspec, "volumes")) {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(v, "name");
@@ -169,12 +185,12 @@ static int scan_empty_dirs(const cJSON *podspec, co_kv_t *out) {
       snprintf(lim, sizeof(lim), "%.0f", limit->valuedouble);
     char val[160];
     snprintf(val, sizeof(val), "%s|%s", cJSON_IsString(medium) ? medium->valuestring : "", lim);
-    if (kv_add(&b, &n, name->valuestring, val) != 0) {
+    if (kv_add(&b, name->valuestring, val) != 0) {
       co_buf_free(&b);
       return CO_ETOOBIG;
     }
   }
-  kv_finish(&b, n, out);
+  kv_finish(&b, out);
   return 0;
 }
 
@@ -241,10 +257,10 @@ static int workload_equal(const co_obj_t *a, const co_obj_t *b) {
          x->status_replicas == y->status_replicas && x->ready_replicas == y->ready_replicas &&
          x->updated_replicas == y->updated_replicas &&
          x->available_replicas == y->available_replicas &&
-         str_equal(x->runtime_class, y->runtime_class) && kv_equal(&x->labels, &y->labels) &&
-         kv_equal(&x->annotations, &y->annotations) &&
-         kv_equal(&x->template_env, &y->template_env) && kv_equal(&x->selector, &y->selector) &&
-         kv_equal(&x->empty_dirs, &y->empty_dirs) &&
+         str_equal(x->runtime_class, y->runtime_class) && co_kv_equal(&x->labels, &y->labels) &&
+         co_kv_equal(&x->annotations, &y->annotations) &&
+         co_kv_equal(&x->template_env, &y->template_env) &&
+         co_kv_equal(&x->selector, &y->selector) && co_kv_equal(&x->empty_dirs, &y->empty_dirs) &&
          x->automount_sa_token == y->automount_sa_token &&
          x->progress_failed == y->progress_failed &&
          str_equal(x->failure_message, y->failure_message);
@@ -294,8 +310,8 @@ static int node_equal(const co_obj_t *a, const co_obj_t *b) {
   const co_node_t *x = (const co_node_t *)a, *y = (const co_node_t *)b;
   return x->ready == y->ready && x->unschedulable == y->unschedulable &&
          str_equal(x->kernel_version, y->kernel_version) &&
-         str_equal(x->runtime_handlers, y->runtime_handlers) && kv_equal(&x->labels, &y->labels) &&
-         kv_equal(&x->annotations, &y->annotations);
+         str_equal(x->runtime_handlers, y->runtime_handlers) &&
+         co_kv_equal(&x->labels, &y->labels) && co_kv_equal(&x->annotations, &y->annotations);
 }
 
 static int namespace_decode(const cJSON *obj, co_obj_t *out) {
@@ -306,7 +322,7 @@ static int namespace_decode(const cJSON *obj, co_obj_t *out) {
 static void namespace_release(co_obj_t *o) { kv_free(&((co_namespace_t *)o)->labels); }
 
 static int namespace_equal(const co_obj_t *a, const co_obj_t *b) {
-  return kv_equal(&((const co_namespace_t *)a)->labels, &((const co_namespace_t *)b)->labels);
+  return co_kv_equal(&((const co_namespace_t *)a)->labels, &((const co_namespace_t *)b)->labels);
 }
 
 /* The first reason a pod does not run: unschedulable, or a container stuck waiting (sandbox
@@ -375,7 +391,7 @@ static int pod_equal(const co_obj_t *a, const co_obj_t *b) {
   const co_pod_t *x = (const co_pod_t *)a, *y = (const co_pod_t *)b;
   return x->ready == y->ready && x->terminal == y->terminal &&
          str_equal(x->runtime_class, y->runtime_class) && str_equal(x->node_name, y->node_name) &&
-         str_equal(x->waiting_reason, y->waiting_reason) && kv_equal(&x->labels, &y->labels);
+         str_equal(x->waiting_reason, y->waiting_reason) && co_kv_equal(&x->labels, &y->labels);
 }
 
 /* What each decode allocates (and its release frees): packed by the informer. */

@@ -392,17 +392,6 @@ static void decide_crs(co_decision_t *out, ctx_t *c, const co_decide_input_t *in
   }
 }
 
-/* Walks "k=v\0" pairs; returns the next pair after *p (NULL at the end). */
-static const char *kv_next(const co_kv_t *kv, uint32_t *i, const char *p) {
-  if (*i >= kv->count || kv->data == NULL)
-    return NULL;
-  const char *cur = p != NULL ? p + strlen(p) + 1 : kv->data;
-  if (cur >= kv->data + kv->len)
-    return NULL;
-  (*i)++;
-  return cur;
-}
-
 /* One env var, for messages: name=value, name bounded. */
 typedef struct {
   const char *name, *value;
@@ -430,9 +419,7 @@ static int decide_env(co_decision_t *out, ctx_t *c, const co_workload_t *w, cons
   char what[160], why[384];
   const char *first_cls = NULL;
   env_t first = {NULL, NULL, 0}, off = {NULL, NULL, 0};
-  uint32_t i = 0;
-  for (const char *p = kv_next(&w->template_env, &i, NULL); p != NULL;
-       p = kv_next(&w->template_env, &i, p)) {
+  CO_KV_FOREACH(&w->template_env, p) {
     env_t e = env_split(p);
     if (e.name_len == 0)
       continue;

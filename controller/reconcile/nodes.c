@@ -713,8 +713,7 @@ static void clear_node(co_nodeprep_t *np, const co_node_t *n) {
            -1);
   mpatch_t p;
   mp_init(&p);
-  const char *kv = n->labels.data;
-  for (uint32_t i = 0; i < n->labels.count; i++) {
+  CO_KV_FOREACH(&n->labels, kv) {
     const char *eq = strchr(kv, '=');
     size_t kl = eq ? (size_t)(eq - kv) : strlen(kv);
     char k[320];
@@ -722,16 +721,13 @@ static void clear_node(co_nodeprep_t *np, const co_node_t *n) {
     if (strncmp(k, CO_DOMAIN "/", strlen(CO_DOMAIN) + 1) == 0 ||
         strncmp(k, CO_NODE_RUNTIME_LABEL_PREFIX, strlen(CO_NODE_RUNTIME_LABEL_PREFIX)) == 0)
       mp_set(p.labels, k, NULL);
-    kv += strlen(kv) + 1;
   }
-  kv = n->annotations.data;
-  for (uint32_t i = 0; i < n->annotations.count; i++) {
+  CO_KV_FOREACH(&n->annotations, kv) {
     const char *eq = strchr(kv, '=');
     size_t kl = eq ? (size_t)(eq - kv) : strlen(kv);
     char k[320];
     snprintf(k, sizeof(k), "%.*s", (int)kl, kv);
     mp_set(p.annotations, k, NULL);
-    kv += strlen(kv) + 1;
   }
   mp_send(np, &p, n, "clear labels and annotations");
 }
@@ -748,8 +744,7 @@ static int drop_runtime_labels(co_nodeprep_t *np, const co_node_t *n, int all, m
   int count = 0;
   size_t cl = 0;
   classes[0] = '\0';
-  const char *kv = n->labels.data;
-  for (uint32_t i = 0; i < n->labels.count; i++, kv += strlen(kv) + 1) {
+  CO_KV_FOREACH(&n->labels, kv) {
     const char *eq = strchr(kv, '=');
     char k[320];
     snprintf(k, sizeof(k), "%.*s", (int)(eq ? (size_t)(eq - kv) : strlen(kv)), kv);

@@ -485,18 +485,15 @@ static void reconcile_workload(co_reconciler_t *rec, const char *qkey) {
 /* ---- CR status -------------------------------------------------------------------------- */
 
 static int selector_matches_pod(const co_workload_t *w, const co_pod_t *p) {
-  if (w->selector.count == 0)
+  if (w->selector.data == NULL)
     return 0;
-  const char *s = w->selector.data;
-  for (uint32_t i = 0; i < w->selector.count; i++) {
-    size_t l = strlen(s);
+  CO_KV_FOREACH(&w->selector, s) {
     const char *eq = strchr(s, '=');
     if (eq == NULL)
       return 0;
     const char *v = co_kv_getn(&p->labels, s, (size_t)(eq - s));
     if (v == NULL || strcmp(v, eq + 1) != 0)
       return 0;
-    s += l + 1;
   }
   return 1;
 }

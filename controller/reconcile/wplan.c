@@ -37,10 +37,6 @@ static int ed_split(const char *pair, ed_t *e) {
   return 1;
 }
 
-#define EACH_EMPTY_DIR(w, p, i)                                                      \
-  for (const char *p = (w)->empty_dirs.data; p != NULL && i < (w)->empty_dirs.count; \
-       p += strlen(p) + 1, i++)
-
 static void record_entry(cJSON *eds, const ed_t *e) {
   if (cJSON_GetObjectItemCaseSensitive(eds, e->name) != NULL)
     return;
@@ -58,8 +54,7 @@ static void harden_apply(co_wplan_t *out, const co_hardening_t *h, const co_work
   if (have == NULL) {
     /* First time: every emptyDir and the automount setting as the owner had them. */
     eds = cJSON_AddObjectToObject(rec, "emptyDirs");
-    uint32_t i = 0;
-    EACH_EMPTY_DIR(w, p, i) {
+    CO_KV_FOREACH(&w->empty_dirs, p) {
       ed_t e;
       if (ed_split(p, &e))
         record_entry(eds, &e);
@@ -68,10 +63,9 @@ static void harden_apply(co_wplan_t *out, const co_hardening_t *h, const co_work
     changed = 1;
   }
   const char *limit = nonempty(h->empty_dir_size_limit);
-  if (h->memory_backed_empty_dirs && w->empty_dirs.count > 0) {
-    out->vols = co_calloc(w->empty_dirs.count, sizeof(*out->vols));
-    uint32_t i = 0;
-    EACH_EMPTY_DIR(w, p, i) {
+  if (h->memory_backed_empty_dirs && w->empty_dirs.data != NULL) {
+    out->vols = co_calloc(co_kv_count(&w->empty_dirs), sizeof(*out->vols));
+    CO_KV_FOREACH(&w->empty_dirs, p) {
       ed_t e;
       if (!ed_split(p, &e))
         continue;

@@ -131,16 +131,12 @@ static const co_kv_t *labels(labels_t *l, const char *s) {
   size_t n = strlen(s);
   if (n == 0)
     return &l->kv;
-  memcpy(l->data, s, n + 1);
-  l->kv.count = 1;
+  memcpy(l->data, s, n + 1); /* the rest of data is zero: the block's final empty string */
   for (size_t i = 0; i < n; i++) {
-    if (l->data[i] == ',') {
+    if (l->data[i] == ',')
       l->data[i] = '\0';
-      l->kv.count++;
-    }
   }
   l->kv.data = l->data;
-  l->kv.len = (uint32_t)n + 1;
   return &l->kv;
 }
 
@@ -179,7 +175,7 @@ static void test_sample_selector(void) {
   CO_CHECK_INT(rc, ==, 0);
   CO_CHECK_STR(cr->runtime_class, "kata-qemu");
   CO_CHECK_INT(cr->has_selector, ==, 1);
-  CO_CHECK_INT(cr->match_labels.count, ==, 1);
+  CO_CHECK_INT(co_kv_count(&cr->match_labels), ==, 1);
   CO_CHECK_STR(co_kv_get(&cr->match_labels, "app"), "tenant-app");
   CO_CHECK_INT(cr->n_exprs, ==, 0);
   CO_CHECK_INT(cr->n_target_refs, ==, 0);

@@ -67,18 +67,16 @@ static void kv_build(char *buf, size_t size, const char *spec, co_kv_t *out) {
   if (spec == NULL || spec[0] == '\0')
     return;
   size_t len = strlen(spec) + 1;
-  CO_CHECK(len <= size);
-  if (len > size)
+  CO_CHECK(len < size);
+  if (len >= size)
     return;
   memcpy(buf, spec, len);
+  buf[len] = '\0'; /* the block's final empty string */
   for (size_t i = 0; i < len; i++) {
-    if (buf[i] == '|' || buf[i] == '\0') {
+    if (buf[i] == '|')
       buf[i] = '\0';
-      out->count++;
-    }
   }
   out->data = buf;
-  out->len = (uint32_t)len;
 }
 
 #define MAX_CRS 4

@@ -221,4 +221,27 @@ static void test_json_int64(void) {
   cJSON_Delete(j);
 }
 
-CO_TEST_MAIN(CO_TEST(test_json_int64), CO_TEST(test_cache), CO_TEST(test_nodes))
+/* A kv block ends with an empty string: no count is stored. */
+static void test_kv(void) {
+  static char two[] = "a=1\0bb=\0";
+  co_kv_t kv = {two}, none = {NULL}, one = {two + 4};
+  CO_CHECK_INT(co_kv_count(&kv), ==, 2);
+  CO_CHECK_INT(co_kv_size(&kv), ==, sizeof(two)); /* "a=1", "bb=", "" */
+  CO_CHECK_INT(co_kv_count(&none), ==, 0);
+  CO_CHECK_INT(co_kv_size(&none), ==, 0);
+  CO_CHECK(co_kv_next(&none, NULL) == NULL);
+  CO_CHECK_STR(co_kv_get(&kv, "a"), "1");
+  CO_CHECK_STR(co_kv_get(&kv, "bb"), "");
+  CO_CHECK(co_kv_get(&kv, "b") == NULL);
+  CO_CHECK(co_kv_getn(&kv, "bbb", 2) != NULL);
+  CO_CHECK(co_kv_getn(NULL, "a", 1) == NULL);
+  const char *p = co_kv_next(&kv, NULL);
+  CO_CHECK_STR(p, "a=1");
+  p = co_kv_next(&kv, p);
+  CO_CHECK_STR(p, "bb=");
+  CO_CHECK(co_kv_next(&kv, p) == NULL);
+  CO_CHECK(co_kv_equal(&kv, &kv) && co_kv_equal(&none, &none));
+  CO_CHECK(!co_kv_equal(&kv, &one) && !co_kv_equal(&one, &none));
+}
+
+CO_TEST_MAIN(CO_TEST(test_json_int64), CO_TEST(test_kv), CO_TEST(test_cache), CO_TEST(test_nodes))

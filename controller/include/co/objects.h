@@ -12,17 +12,29 @@
 /* Label/annotation prefix of the project. */
 #define CO_DOMAIN "confidential.cypherpunk.io"
 
-/* "k=v" pairs, each NUL-terminated, in one owned block (count pairs, len bytes). */
+/* "k=v" pairs, each NUL-terminated, one after the other in one owned block that ends with an
+ * empty string (the block ends in two NULs); data is NULL when there are no pairs. A pair is
+ * never empty (it holds at least the '='). One pointer, no count: a cached object holds several
+ * of these, and 10,000 objects are cached. */
 typedef struct co_kv_s {
   char *data;
-  uint32_t count;
-  uint32_t len;
 } co_kv_t;
 
 /* Returns the value of key in kv (borrowed), or NULL. */
 const char *co_kv_get(const co_kv_t *kv, const char *key);
 /* The same for the key key[0..kl) (need not be NUL-terminated); kv may be NULL. */
 const char *co_kv_getn(const co_kv_t *kv, const char *key, size_t kl);
+/* The pair after p (borrowed), or the first one when p is NULL; NULL after the last. */
+const char *co_kv_next(const co_kv_t *kv, const char *p);
+/* Every pair p of kv, in order. */
+#define CO_KV_FOREACH(kv, p) \
+  for (const char *p = co_kv_next((kv), NULL); p != NULL; p = co_kv_next((kv), p))
+/* The number of pairs. */
+size_t co_kv_count(const co_kv_t *kv);
+/* Bytes of the block, its final empty string included; 0 when data is NULL. */
+size_t co_kv_size(const co_kv_t *kv);
+/* 1 when a and b hold the same pairs in the same order. */
+int co_kv_equal(const co_kv_t *a, const co_kv_t *b);
 
 /* The integer value of a JSON number, clamped to int64_t (a cast of an out-of-range double is
  * undefined behaviour, and the number comes from outside); dflt when v is not a number. */
