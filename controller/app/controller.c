@@ -242,20 +242,20 @@ static void notify(co_informer_t *inf, const co_obj_t *o) {
 
 static void on_add(co_informer_t *inf, const co_obj_t *o) {
   co_log(CO_LOG_DEBUG, "informer event", CO_S("resource", type_name(inf)), CO_S("type", "add"),
-         CO_S("key", o->key), CO_S("rv", o->rv));
+         CO_S("key", o->key));
   notify(inf, o);
 }
 
 static void on_update(co_informer_t *inf, const co_obj_t *old, const co_obj_t *o) {
   (void)old;
   co_log(CO_LOG_DEBUG, "informer event", CO_S("resource", type_name(inf)), CO_S("type", "update"),
-         CO_S("key", o->key), CO_S("rv", o->rv));
+         CO_S("key", o->key));
   notify(inf, o);
 }
 
 static void on_delete(co_informer_t *inf, const co_obj_t *o) {
   co_log(CO_LOG_DEBUG, "informer event", CO_S("resource", type_name(inf)), CO_S("type", "delete"),
-         CO_S("key", o->key), CO_S("rv", o->rv));
+         CO_S("key", o->key));
   app_t *app = inf->data;
   if (index_of(app, inf) == INF_NODES)
     co_nodeprep_node_deleted(&app->np, o->name); /* a re-created node starts afresh */

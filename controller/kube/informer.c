@@ -13,13 +13,49 @@ static const char *str_field(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A namespace name shared by the informer's objects of that namespace: 10,000 cached
+ * Deployments live in a few hundred namespaces at most. */
+struct co_ns_name_s {
+  UT_hash_handle hh;
+  size_t refs;
+  char name[];
+};
+typedef struct co_ns_name_s ns_name_t;
+
+/* Returns the shared copy of ns[0..nl), one reference taken; "" for no namespace. */
+static const char *ns_ref(co_informer_t *inf, const char *ns, size_t nl) {
+  if (nl == 0)
+    return "";
+  ns_name_t *e = NULL;
+  HASH_FIND(hh, inf->ns_names, ns, nl, e);
+  if (e == NULL) {
+    e = co_calloc(1, sizeof(*e) + nl + 1);
+    memcpy(e->name, ns, nl + 1);
+    HASH_ADD_KEYPTR(hh, inf->ns_names, e->name, nl, e);
+  }
+  e->refs++;
+  return e->name;
+}
+
+static void ns_unref(co_informer_t *inf, const char *ns) {
+  ns_name_t *e = NULL;
+  if (ns[0] != '\0')
+    HASH_FIND_STR(inf->ns_names, ns, e);
+  if (e != NULL && --e->refs == 0) {
+    HASH_DELETE(hh, inf->ns_names, e);
+    co_free(e);
+  }
+}
+
 /* Cached objects of a type with an owned list hold everything in one allocation. */
-static void obj_free(const co_resource_type_t *t, co_obj_t *o) {
+static void obj_free(co_informer_t *inf, co_obj_t *o) {
   if (o == NULL)
     return;
+  const co_resource_type_t *t = inf->type;
   if (t->release != NULL && t->owned == NULL)
     t->release(o);
-  co_free(o); /* the header's strings live in the same allocation */
+  ns_unref(inf, o->ns);
+  co_free(o); /* the other strings of the header live in the same allocation */
 }
 
 static size_t owned_size(const co_resource_type_t *t, const co_obj_t *o) {
@@ -43,14 +79,11 @@ static co_obj_t *obj_pack(const co_resource_type_t *t, co_obj_t *o, size_t base)
   co_obj_t *n = co_malloc(base + extra);
   memcpy(n, o, base);
   ptrdiff_t delta = (char *)n - (char *)o;
-  /* header strings point into o's allocation: rebase them */
+  /* header strings point into o's allocation (the namespace does not): rebase them */
   n->key += delta;
-  n->ns += delta;
   n->name += delta;
   if (n->uid != NULL)
     n->uid += delta;
-  if (n->rv != NULL)
-    n->rv += delta;
   char *b = (char *)n + base;
   for (const co_owned_field_t *f = t->owned; f->offset != 0; f++) {
     char *field = (char *)n + f->offset;
@@ -88,13 +121,14 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
   }
   if (ns == NULL)
     ns = "";
-  const char *uid = str_field(md, "uid"), *rv = str_field(md, "resourceVersion");
+  const char *uid = str_field(md, "uid");
   size_t nl = strlen(ns), ml = strlen(name);
-  size_t ul = uid != NULL ? strlen(uid) : 0, rl = rv != NULL ? strlen(rv) : 0;
-  /* One allocation per object: the projection, then "ns/name" (the key; name is its tail),
-   * "ns", uid and rv, so that a cached object costs one malloc chunk, not six. */
+  size_t ul = uid != NULL ? strlen(uid) : 0;
+  /* One allocation per object: the projection, then "ns/name" (the key; name is its tail)
+   * and the uid, so that a cached object costs one malloc chunk, not six. The namespace is
+   * shared (ns_ref). */
   size_t kl = nl > 0 ? nl + 1 + ml : ml;
-  size_t base = t->size + kl + 1 + nl + 1 + ul + 1 + rl + 1;
+  size_t base = t->size + kl + 1 + ul + 1;
   co_obj_t *o = co_calloc(1, base);
   char *b = (char *)o + t->size;
   if (nl > 0) {
@@ -108,13 +142,9 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
   }
   o->key = b;
   b += kl + 1;
-  o->ns = memcpy(b, ns, nl + 1);
-  b += nl + 1;
   if (uid != NULL)
     o->uid = memcpy(b, uid, ul + 1);
-  b += ul + 1;
-  if (rv != NULL)
-    o->rv = memcpy(b, rv, rl + 1);
+  o->ns = ns_ref(inf, ns, nl);
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
   o->generation = co_json_int64(gen, 0);
   o->deleting = str_field(md, "deletionTimestamp") != NULL;
@@ -124,6 +154,7 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
            CO_S("key", o->key));
     if (t->release != NULL)
       t->release(o);
+    ns_unref(inf, o->ns);
     co_free(o);
     return NULL;
   }
@@ -151,11 +182,11 @@ static void upsert(co_informer_t *inf, co_obj_t *o) {
     return;
   }
   if (same_header(old, o) && (t->equal == NULL || t->equal(old, o))) {
-    /* Nothing the controllers read changed: keep the old object (and its rv: the version
-     * of the last change the projection saw). */
+    /* Nothing the controllers read changed: keep the old object (and a projected
+     * resourceVersion: the version of the last change the projection saw). */
     old->mark = inf->mark;
     inf->stats.unchanged++;
-    obj_free(t, o);
+    obj_free(inf, o);
     return;
   }
   HASH_DELETE(hh, inf->cache, old);
@@ -164,7 +195,7 @@ static void upsert(co_informer_t *inf, co_obj_t *o) {
   inf->stats.updates++;
   if (inf->handlers.on_update != NULL)
     inf->handlers.on_update(inf, old, o);
-  obj_free(t, old);
+  obj_free(inf, old);
 }
 
 static void remove_obj(co_informer_t *inf, co_obj_t *old) {
@@ -173,7 +204,7 @@ static void remove_obj(co_informer_t *inf, co_obj_t *old) {
   inf->stats.deletes++;
   if (inf->handlers.on_delete != NULL)
     inf->handlers.on_delete(inf, old);
-  obj_free(inf->type, old);
+  obj_free(inf, old);
 }
 
 static void on_list_begin(co_reflector_t *r) {
@@ -258,9 +289,9 @@ static void on_reflector_closed(co_reflector_t *r) {
   co_obj_t *o, *tmp;
   HASH_ITER(hh, inf->cache, o, tmp) {
     HASH_DELETE(hh, inf->cache, o);
-    obj_free(inf->type, o);
+    obj_free(inf, o);
   }
-  inf->count = 0;
+  inf->count = 0; /* every namespace name went with its last object */
   if (inf->close_cb != NULL)
     inf->close_cb(inf);
 }

@@ -277,6 +277,7 @@ static int node_decode(const cJSON *obj, co_obj_t *out) {
       n->ready = cJSON_IsString(s) && strcmp(s->valuestring, "True") == 0;
   }
   n->unschedulable = cJSON_IsTrue(path(obj, "spec", "unschedulable", NULL));
+  n->rv = dup_str(path(obj, "metadata", "resourceVersion", NULL));
   n->kernel_version = dup_str(path(status, "nodeInfo", "kernelVersion", NULL));
   co_buf_t b;
   co_buf_init(&b, 64 * 1024);
@@ -300,6 +301,7 @@ static int node_decode(const cJSON *obj, co_obj_t *out) {
 
 static void node_release(co_obj_t *o) {
   co_node_t *n = (co_node_t *)o;
+  co_free(n->rv);
   co_free(n->kernel_version);
   co_free(n->runtime_handlers);
   kv_free(&n->labels);
@@ -414,7 +416,8 @@ static const co_owned_field_t workload_owned[] = {
     OWN_KV(co_workload_t, selector),         OWN_KV(co_workload_t, empty_dirs),
     OWN_STR(co_workload_t, failure_message), {0, 0}};
 
-static const co_owned_field_t node_owned[] = {OWN_STR(co_node_t, kernel_version),
+static const co_owned_field_t node_owned[] = {OWN_STR(co_node_t, rv),
+                                              OWN_STR(co_node_t, kernel_version),
                                               OWN_STR(co_node_t, runtime_handlers),
                                               OWN_KV(co_node_t, labels),
                                               OWN_KV(co_node_t, annotations),

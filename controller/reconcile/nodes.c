@@ -1074,7 +1074,7 @@ static void reconcile_nodes(co_nodeprep_t *np) {
     if (!enabled(n) && !has_operator_state(n))
       continue;
     np_node_t *st = state_get(np, o->name);
-    if (st->min_rv > rv_num(o->rv) || st->busy)
+    if (st->min_rv > rv_num(n->rv) || st->busy)
       stale = 1;
     const char *as = ann(n, CO_NODE_ANN_AGENT_STATE);
     if (!is_server(n) && (ann(n, CO_NODE_ANN_RESTART_REQUEST) != NULL ||
@@ -1120,7 +1120,7 @@ static void reconcile_nodes(co_nodeprep_t *np) {
     if (!en && !has_operator_state(n))
       continue;
     np_node_t *st = state_get(np, o->name);
-    if (st->busy || st->min_rv > rv_num(o->rv))
+    if (st->busy || st->min_rv > rv_num(n->rv))
       continue; /* our last write is not in the cache yet */
     const char *req = ann(n, CO_NODE_ANN_RESTART_REQUEST);
     const char *grant = ann(n, CO_NODE_ANN_RESTART_GRANT);

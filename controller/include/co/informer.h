@@ -4,7 +4,7 @@
  * function, never the whole JSON tree.
  *
  * Handlers run on the loop. on_update fires only when the projection changed (an update
- * that touches nothing the controllers read only refreshes the cached resourceVersion).
+ * that touches nothing the controllers read keeps the cached object as it was).
  * After a relist, objects that disappeared get on_delete. on_synced fires once, after the
  * first complete list. Objects passed to handlers are borrowed for the call. */
 #ifndef CO_INFORMER_H
@@ -19,18 +19,18 @@
 
 /* Common header of every cached projection; a projection struct starts with it. */
 typedef struct co_obj_s {
-  /* The strings live in the object's own allocation, after the projection; they are valid
-   * as long as the object. */
+  /* The strings are valid as long as the object. key, name and uid live in the object's own
+   * allocation, after the projection; ns is shared by the informer's objects of the same
+   * namespace. */
   const char *key; /* "ns/name" or "name" */
   const char *ns;  /* "" if cluster-scoped */
   const char *name;
   const char *uid; /* NULL if absent */
-  const char *rv;  /* resourceVersion of the last change the projection saw; NULL if absent */
   int64_t generation;
-  uint64_t seq;  /* when the object entered the cache (added or changed): iteration goes in
-                    increasing seq, so a walk can resume after the cache changed */
-  int deleting;  /* metadata.deletionTimestamp is set */
-  uint32_t mark; /* relist sweep */
+  uint64_t seq;     /* when the object entered the cache (added or changed): iteration goes in
+                       increasing seq, so a walk can resume after the cache changed */
+  uint32_t mark;    /* relist sweep */
+  uint8_t deleting; /* metadata.deletionTimestamp is set */
   UT_hash_handle hh;
 } co_obj_t;
 
@@ -87,6 +87,7 @@ struct co_informer_s {
   /* private */
   co_informer_handlers_t handlers;
   co_obj_t *cache;
+  struct co_ns_name_s *ns_names; /* the namespaces of the cached objects, shared */
   uint32_t mark;
   uint64_t seq;          /* the last seq given */
   uint64_t pages_before; /* reflector page count before the current list */

@@ -46,21 +46,26 @@ typedef struct co_workload_s {
   int64_t observed_generation;
   int32_t replicas; /* spec.replicas (default 1) */
   int32_t status_replicas, ready_replicas, updated_replicas, available_replicas;
-  char *runtime_class;    /* spec.template.spec.runtimeClassName, or NULL */
-  co_kv_t labels;         /* metadata.labels */
-  co_kv_t annotations;    /* metadata.annotations with the project's prefix only */
-  co_kv_t template_env;   /* opt-in env vars found on any container or init container:
-                             name=value (first occurrence of each name) */
-  co_kv_t selector;       /* spec.selector.matchLabels (pods of the workload) */
-  co_kv_t empty_dirs;     /* emptyDir volumes of the template: name=medium|sizeLimit (either
-                             part may be empty) */
-  int automount_sa_token; /* template automountServiceAccountToken: -1 unset, 0, 1 */
-  int progress_failed;    /* Deployment condition Progressing=False (deadline exceeded) */
-  char *failure_message;  /* ReplicaFailure=True / Progressing=False message, or NULL */
+  /* in the padding before the pointers (10,000 workloads are cached) */
+  int8_t automount_sa_token; /* template automountServiceAccountToken: -1 unset, 0, 1 */
+  uint8_t progress_failed;   /* Deployment condition Progressing=False (deadline exceeded) */
+  char *runtime_class;       /* spec.template.spec.runtimeClassName, or NULL */
+  co_kv_t labels;            /* metadata.labels */
+  co_kv_t annotations;       /* metadata.annotations with the project's prefix only */
+  co_kv_t template_env;      /* opt-in env vars found on any container or init container:
+                                name=value (first occurrence of each name) */
+  co_kv_t selector;          /* spec.selector.matchLabels (pods of the workload) */
+  co_kv_t empty_dirs;        /* emptyDir volumes of the template: name=medium|sizeLimit (either
+                                part may be empty) */
+  char *failure_message;     /* ReplicaFailure=True / Progressing=False message, or NULL */
 } co_workload_t;
 
 typedef struct co_node_s {
   co_obj_t meta;
+  /* metadata.resourceVersion of the last change the projection saw (an update that changes
+   * nothing projected keeps the cached object): tells whether a write of ours is in the cache
+   * yet. NULL if absent. Only nodes keep it; the other projections need no version. */
+  char *rv;
   int ready; /* condition Ready=True */
   int unschedulable;
   char *kernel_version;   /* status.nodeInfo.kernelVersion */
