@@ -11,6 +11,8 @@
 
 #include "co/error.h"
 
+#define CO_MMAP_THRESHOLD (16 * 1024)
+
 static void oom(size_t n) {
   fprintf(stderr, "confidential-operator: out of memory allocating %zu bytes\n", n);
   abort();
@@ -80,6 +82,13 @@ static void *uv_realloc_hook(void *p, size_t n) {
 }
 
 int co_alloc_install_hooks(void) {
+#ifdef __GLIBC__
+  /* A fixed threshold (glibc raises its default one to the size of every mapped block freed):
+   * the buffers that come and go with each request (response bodies growing to a list page,
+   * libcurl's receive buffer) are mapped and unmapped, instead of leaving holes between the
+   * long-lived cached objects that no trim can give back. */
+  mallopt(M_MMAP_THRESHOLD, CO_MMAP_THRESHOLD);
+#endif
   cJSON_Hooks hooks = {co_malloc, co_free};
   cJSON_InitHooks(&hooks);
   if (uv_replace_allocator(co_malloc, uv_realloc_hook, co_calloc, co_free) != 0)

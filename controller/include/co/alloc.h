@@ -25,8 +25,9 @@ void co_mem_trim(void);
 /* Bytes of heap in use (allocated and not freed), or 0 where the C library cannot say. */
 size_t co_mem_in_use(void);
 
-/* Routes cJSON, libuv and libcurl allocations through the wrappers above. Call once,
- * before any of those libraries allocate (libuv requires it before its first use). */
+/* Routes cJSON, libuv and libcurl allocations through the wrappers above, and maps blocks of
+ * 16 KiB or more (glibc) outside the heap. Call once, before any of those libraries allocate
+ * (libuv requires it before its first use). */
 int co_alloc_install_hooks(void);
 
 #endif
