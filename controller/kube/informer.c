@@ -13,6 +13,58 @@ static const char *str_field(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int co_uid_parse(const char *s, co_uid_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (s == NULL || strlen(s) != CO_UID_STR_LEN - 1)
+    return CO_EPARSE;
+  co_uid_t u;
+  size_t j = 0;
+  for (size_t i = 0; i < CO_UID_STR_LEN - 1;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i++] != '-')
+        return CO_EPARSE;
+      continue;
+    }
+    int hi = hex_digit(s[i]), lo = hex_digit(s[i + 1]);
+    if (hi < 0 || lo < 0)
+      return CO_EPARSE;
+    u.b[j++] = (uint8_t)(hi << 4 | lo);
+    i += 2;
+  }
+  *out = u;
+  return CO_OK;
+}
+
+int co_uid_present(const co_uid_t *uid) {
+  static const co_uid_t none;
+  return memcmp(uid, &none, sizeof(none)) != 0;
+}
+
+int co_uid_same(const co_uid_t *a, const co_uid_t *b) {
+  return co_uid_present(a) && memcmp(a, b, sizeof(*a)) == 0;
+}
+
+const char *co_uid_str(const co_uid_t *uid, char out[CO_UID_STR_LEN]) {
+  static const char hex[] = "0123456789abcdef";
+  if (!co_uid_present(uid))
+    return NULL;
+  char *p = out;
+  for (size_t i = 0; i < sizeof(uid->b); i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      *p++ = '-';
+    *p++ = hex[uid->b[i] >> 4];
+    *p++ = hex[uid->b[i] & 15];
+  }
+  *p = '\0';
+  return out;
+}
+
 /* A namespace name shared by the informer's objects of that namespace: 10,000 cached
  * Deployments live in a few hundred namespaces at most. */
 struct co_ns_name_s {
@@ -82,8 +134,6 @@ static co_obj_t *obj_pack(const co_resource_type_t *t, co_obj_t *o, size_t base)
   /* header strings point into o's allocation (the namespace does not): rebase them */
   n->key += delta;
   n->name += delta;
-  if (n->uid != NULL)
-    n->uid += delta;
   char *b = (char *)n + base;
   for (const co_owned_field_t *f = t->owned; f->offset != 0; f++) {
     char *field = (char *)n + f->offset;
@@ -121,14 +171,12 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
   }
   if (ns == NULL)
     ns = "";
-  const char *uid = str_field(md, "uid");
   size_t nl = strlen(ns), ml = strlen(name);
-  size_t ul = uid != NULL ? strlen(uid) : 0;
-  /* One allocation per object: the projection, then "ns/name" (the key; name is its tail)
-   * and the uid, so that a cached object costs one malloc chunk, not six. The namespace is
-   * shared (ns_ref). */
+  /* One allocation per object: the projection, then "ns/name" (the key; name is its tail),
+   * so that a cached object costs one malloc chunk, not six. The namespace is shared
+   * (ns_ref). */
   size_t kl = nl > 0 ? nl + 1 + ml : ml;
-  size_t base = t->size + kl + 1 + ul + 1;
+  size_t base = t->size + kl + 1;
   co_obj_t *o = co_calloc(1, base);
   char *b = (char *)o + t->size;
   if (nl > 0) {
@@ -141,9 +189,7 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
     o->name = b;
   }
   o->key = b;
-  b += kl + 1;
-  if (uid != NULL)
-    o->uid = memcpy(b, uid, ul + 1);
+  co_uid_parse(str_field(md, "uid"), &o->uid); /* absent unless a UUID */
   o->ns = ns_ref(inf, ns, nl);
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
   o->generation = co_json_int64(gen, 0);
@@ -162,9 +208,8 @@ static co_obj_t *obj_decode(co_informer_t *inf, const cJSON *json) {
 }
 
 static int same_header(const co_obj_t *a, const co_obj_t *b) {
-  if ((a->uid == NULL) != (b->uid == NULL) || (a->uid && strcmp(a->uid, b->uid) != 0))
-    return 0;
-  return a->generation == b->generation && a->deleting == b->deleting;
+  return memcmp(&a->uid, &b->uid, sizeof(a->uid)) == 0 && a->generation == b->generation &&
+         a->deleting == b->deleting;
 }
 
 static void upsert(co_informer_t *inf, co_obj_t *o) {

@@ -244,8 +244,11 @@ static void node_event(co_nodeprep_t *np, const co_node_t *n, const char *type, 
   va_end(ap);
   co_log(strcmp(type, "Warning") == 0 ? CO_LOG_WARN : CO_LOG_INFO, "node preparation",
          CO_S("node", n->meta.name), CO_S("reason", reason), CO_S("detail", note));
-  co_event_t e = {np->instance, type, reason,       action,      "v1",
-                  "Node",       "",   n->meta.name, n->meta.uid, note};
+  char uid[CO_UID_STR_LEN];
+  co_event_t e = {np->instance, type,         reason,
+                  action,       "v1",         "Node",
+                  "",           n->meta.name, co_uid_str(&n->meta.uid, uid),
+                  note};
   char path[PATH_MAX_LEN];
   char *body = co_event_body(&e, path, sizeof(path));
   if (start_op(np, OP_EVENT, 0, CO_POST, path, body, NULL, reason, -1) == 0)

@@ -25,7 +25,7 @@
 /* What the reconciler remembers of one workload (by queue key "d:ns/name"). */
 typedef struct co__rec_write {
   char *key;
-  char *uid;
+  co_uid_t uid;              /* of the workload our last PATCH wrote; absent = none pending */
   int64_t generation;        /* metadata.generation our last PATCH produced; 0 = none */
   uint64_t failing_since_ms; /* onFailure: Revert: since when its rollout fails; 0 = not */
   int revert;                /* the time is up: the workload key reverts on its next pass */
@@ -37,7 +37,7 @@ static const char *cond_types[COND_COUNT] = {"Ready", "Progressing", "Degraded"}
 
 typedef struct co__rec_status {
   char *key; /* CR key "ns/name" */
-  char *uid;
+  co_uid_t uid;
   uint64_t hash;                   /* of the last status body written */
   char cond_status[COND_COUNT][8]; /* "True"/"False" last written */
   char cond_since[COND_COUNT][32]; /* lastTransitionTime last written */
@@ -51,10 +51,10 @@ typedef struct co__rec_op {
   co_reconciler_t *rec;
   op_kind_t kind;
   char *qkey;   /* queue key to mark done; NULL for events */
-  char *uid;    /* workload uid (OP_WORKLOAD) */
+  co_uid_t uid; /* workload uid (OP_WORKLOAD) */
   char *note;   /* event to emit after success, or NULL */
   char *reason; /* event reason */
-  char *regarding_kind, *regarding_ns, *regarding_name, *regarding_uid;
+  char *regarding_kind, *regarding_ns, *regarding_name;
   char *cr_key; /* the CR the write is for, if any: it gets an event too */
   int restore;
   struct co__rec_op *prev, *next; /* requests in flight, canceled on close */
@@ -163,13 +163,11 @@ static void op_free(op_t *op) {
   op_unlink(op->rec, op);
   co_req_cleanup(&op->req);
   co_free(op->qkey);
-  co_free(op->uid);
   co_free(op->note);
   co_free(op->reason);
   co_free(op->regarding_kind);
   co_free(op->regarding_ns);
   co_free(op->regarding_name);
-  co_free(op->regarding_uid);
   co_free(op->cr_key);
   co_free(op);
 }
@@ -190,7 +188,7 @@ static void on_event_done(co_req_t *req) {
 
 static void emit_event(co_reconciler_t *rec, const char *type, const char *reason,
                        const char *action, const char *kind, const char *ns, const char *name,
-                       const char *uid, const char *note) {
+                       const co_uid_t *uid, const char *note) {
   if (rec->closing)
     return;
   /* Events are best effort: past their own rate (the client's event bucket) they would pile
@@ -204,7 +202,9 @@ static void emit_event(co_reconciler_t *rec, const char *type, const char *reaso
   }
   const char *api =
       strcmp(kind, "ConfidentialWorkload") == 0 ? CO_CWL_GROUP "/" CO_CWL_VERSION : "apps/v1";
-  co_event_t e = {rec->instance, type, reason, action, api, kind, ns, name, uid, note};
+  char uid_str[CO_UID_STR_LEN];
+  co_event_t e = {
+      rec->instance, type, reason, action, api, kind, ns, name, co_uid_str(uid, uid_str), note};
   char path[KEY_MAX];
   char *body = co_event_body(&e, path, sizeof(path));
   op_t *op = co_calloc(1, sizeof(*op));
@@ -241,7 +241,6 @@ static void write_forget(co_reconciler_t *rec, const char *qkey) {
     return;
   HASH_DEL(rec->writes, w);
   co_free(w->key);
-  co_free(w->uid);
   co_free(w);
 }
 
@@ -255,10 +254,9 @@ static write_t *write_get(co_reconciler_t *rec, const char *qkey) {
   return w;
 }
 
-static void write_record(co_reconciler_t *rec, const char *qkey, const char *uid, int64_t gen) {
+static void write_record(co_reconciler_t *rec, const char *qkey, const co_uid_t *uid, int64_t gen) {
   write_t *w = write_get(rec, qkey);
-  co_free(w->uid);
-  w->uid = co_strdup(uid);
+  w->uid = *uid;
   w->generation = gen;
 }
 
@@ -267,9 +265,9 @@ static int write_pending(co_reconciler_t *rec, const char *qkey, const co_worklo
   write_t *wr = write_find(rec, qkey);
   if (wr == NULL)
     return 0;
-  if (wr->uid == NULL)
+  if (!co_uid_present(&wr->uid))
     return 0; /* failure tracking only */
-  if (w->meta.uid == NULL || strcmp(wr->uid, w->meta.uid) != 0) {
+  if (!co_uid_same(&wr->uid, &w->meta.uid)) {
     write_forget(rec, qkey); /* a new object under the same name */
     return 0;
   }
@@ -279,8 +277,7 @@ static int write_pending(co_reconciler_t *rec, const char *qkey, const co_worklo
   if (wr->failing_since_ms == 0 && !wr->revert)
     write_forget(rec, qkey);
   else {
-    co_free(wr->uid);
-    wr->uid = NULL;
+    memset(&wr->uid, 0, sizeof(wr->uid));
     wr->generation = 0;
   }
   return 0;
@@ -308,7 +305,7 @@ static void on_workload_written(co_req_t *req) {
         cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "generation");
     gen = co_json_int64(g, gen);
     cJSON_Delete(obj);
-    write_record(rec, op->qkey, op->uid, gen);
+    write_record(rec, op->qkey, &op->uid, gen);
     rec->stats.patches++;
     if (op->restore)
       rec->stats.restores++;
@@ -316,14 +313,14 @@ static void on_workload_written(co_req_t *req) {
            CO_S("key", op->qkey), CO_I("generation", gen), CO_S("detail", op->note));
     co_wq_forget(&rec->queue, op->qkey);
     emit_event(rec, "Normal", op->reason, op->restore ? "Restore" : "Rewrite", op->regarding_kind,
-               op->regarding_ns, op->regarding_name, op->regarding_uid, op->note);
+               op->regarding_ns, op->regarding_name, &op->uid, op->note);
     const co_obj_t *cr = op->cr_key ? co_informer_get(rec->cwls, op->cr_key) : NULL;
     if (cr != NULL) {
       co_buf_t note;
       co_buf_init(&note, 1200);
       co_buf_appendf(&note, "%s %s: %s", op->regarding_kind, op->regarding_name, op->note);
       emit_event(rec, "Normal", op->reason, op->restore ? "Restore" : "Rewrite",
-                 "ConfidentialWorkload", cr->ns, cr->name, cr->uid, co_buf_str(&note));
+                 "ConfidentialWorkload", cr->ns, cr->name, &cr->uid, co_buf_str(&note));
       co_buf_free(&note);
     }
   } else if (req->err == CO_ENOTFOUND || req->err == CO_ECANCELED) {
@@ -366,8 +363,9 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   int restore = plan->restore;
   cJSON *p = cJSON_CreateObject();
   cJSON *md = cJSON_AddObjectToObject(p, "metadata");
-  if (w->meta.uid != NULL)
-    cJSON_AddStringToObject(md, "uid", w->meta.uid);
+  char uid[CO_UID_STR_LEN];
+  if (co_uid_str(&w->meta.uid, uid) != NULL)
+    cJSON_AddStringToObject(md, "uid", uid);
   cJSON *ann = cJSON_AddObjectToObject(md, "annotations");
   cJSON *tspec = cJSON_AddObjectToObject(
       cJSON_AddObjectToObject(cJSON_AddObjectToObject(p, "spec"), "template"), "spec");
@@ -381,13 +379,12 @@ static void write_workload(co_reconciler_t *rec, const char *qkey, char k, const
   op->rec = rec;
   op->kind = OP_WORKLOAD;
   op->qkey = co_strdup(qkey);
-  op->uid = co_strdup(w->meta.uid);
+  op->uid = w->meta.uid;
   op->restore = restore;
   op->reason = co_strdup(plan->reason);
   op->regarding_kind = co_strdup(kind_name(k));
   op->regarding_ns = co_strdup(w->meta.ns);
   op->regarding_name = co_strdup(w->meta.name);
-  op->regarding_uid = co_strdup(w->meta.uid);
   op->cr_key = d->source == CO_SOURCE_CR ? co_strdup(d->cr_key) : NULL;
   co_buf_t note;
   co_buf_init(&note, 1024);
@@ -661,17 +658,16 @@ static void write_cr(co_reconciler_t *rec, const char *qkey, const co_obj_t *cr,
 static status_t *status_get(co_reconciler_t *rec, const co_obj_t *cr) {
   status_t *st = NULL;
   HASH_FIND_STR(rec->statuses, cr->key, st);
-  if (st != NULL && (st->uid == NULL || cr->uid == NULL || strcmp(st->uid, cr->uid) != 0)) {
+  if (st != NULL && !co_uid_same(&st->uid, &cr->uid)) {
     HASH_DEL(rec->statuses, st);
     co_free(st->key);
-    co_free(st->uid);
     co_free(st);
     st = NULL;
   }
   if (st == NULL) {
     st = co_calloc(1, sizeof(*st));
     st->key = co_strdup(cr->key);
-    st->uid = co_strdup(cr->uid);
+    st->uid = cr->uid;
     HASH_ADD_KEYPTR(hh, rec->statuses, st->key, strlen(st->key), st);
   }
   return st;
@@ -684,7 +680,6 @@ static void status_forget(co_reconciler_t *rec, const char *key) {
     return;
   HASH_DEL(rec->statuses, st);
   co_free(st->key);
-  co_free(st->uid);
   co_free(st);
 }
 
@@ -923,10 +918,10 @@ static void reconcile_cr(co_reconciler_t *rec, const char *qkey) {
                       degraded > 0 ? "WorkloadsFailing" : "AsExpected", msg, gen);
     if (ready_changed && total > 0 && sandboxed == total)
       emit_event(rec, "Normal", "Sandboxed", "Report", "ConfidentialWorkload", cr->meta.ns,
-                 cr->meta.name, cr->meta.uid, msg);
+                 cr->meta.name, &cr->meta.uid, msg);
     if (degraded_changed && degraded > 0)
       emit_event(rec, "Warning", "WorkloadsFailing", "Report", "ConfidentialWorkload", cr->meta.ns,
-                 cr->meta.name, cr->meta.uid, msg);
+                 cr->meta.name, &cr->meta.uid, msg);
   }
   char *body = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
@@ -1116,14 +1111,12 @@ static void free_all(co_reconciler_t *rec) {
   HASH_ITER(hh, rec->writes, w, wt) {
     HASH_DEL(rec->writes, w);
     co_free(w->key);
-    co_free(w->uid);
     co_free(w);
   }
   status_t *s, *stmp;
   HASH_ITER(hh, rec->statuses, s, stmp) {
     HASH_DEL(rec->statuses, s);
     co_free(s->key);
-    co_free(s->uid);
     co_free(s);
   }
   co_free(rec->instance);

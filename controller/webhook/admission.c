@@ -64,12 +64,8 @@ static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w, ch
   size_t nl = strnlen(ns, NAME_MAX_LEN + 1), ml = strnlen(name, NAME_MAX_LEN + 1);
   if (nl > NAME_MAX_LEN || ml > NAME_MAX_LEN)
     return CO_EINVAL;
-  const char *uid = str_item(md, "uid");
-  size_t ul = uid != NULL ? strnlen(uid, NAME_MAX_LEN + 1) : 0;
-  if (ul > NAME_MAX_LEN)
-    return CO_EINVAL;
-  /* One block, as the informer keeps it: "ns/name", then "ns", "name" and the uid. */
-  char *b = co_malloc(nl + 1 + ml + 1 + nl + 1 + ml + 1 + ul + 1);
+  /* One block: "ns/name", then "ns" and "name". */
+  char *b = co_malloc(nl + 1 + ml + 1 + nl + 1 + ml + 1);
   memcpy(b, ns, nl);
   b[nl] = '/';
   memcpy(b + nl + 1, name, ml + 1);
@@ -80,7 +76,7 @@ static int project(cJSON *obj, kind_t kind, const char *ns, co_workload_t *w, ch
   w->meta.key = b;
   w->meta.ns = nsv;
   w->meta.name = nsv + nl + 1;
-  w->meta.uid = uid != NULL ? memcpy(nsv + nl + 1 + ml + 1, uid, ul + 1) : NULL;
+  co_uid_parse(str_item(md, "uid"), &w->meta.uid); /* absent (a CREATE has none) unless a UUID */
   const cJSON *gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
   w->meta.generation = co_json_int64(gen, 0);
   if (kind != KIND_POD)

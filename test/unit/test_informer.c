@@ -41,7 +41,8 @@ static cJSON *deploy(const char *ns, const char *name, const char *rv, int ready
   char buf[2048];
   snprintf(
       buf, sizeof(buf),
-      "{\"metadata\":{\"namespace\":\"%s\",\"name\":\"%s\",\"uid\":\"u-%s\","
+      "{\"metadata\":{\"namespace\":\"%s\",\"name\":\"%s\",\"uid\":\"6f1d8f7e-3b2a-4c5d-8e9f-"
+      "00000000000%s\","
       "\"resourceVersion\":\"%s\",\"generation\":1,\"labels\":{\"app\":\"%s\"},"
       "\"annotations\":{\"confidential.cypherpunk.io/runtime\":\"kata-qemu\",\"other\":\"x\"}},"
       "\"spec\":{\"replicas\":2,\"template\":{\"spec\":{%s%s%s"
@@ -94,7 +95,8 @@ static void test_cache(void) {
   if (w != NULL) {
     CO_CHECK_STR(w->meta.ns, "ns1");
     CO_CHECK_STR(w->meta.name, "a");
-    CO_CHECK_STR(w->meta.uid, "u-a");
+    char uid[CO_UID_STR_LEN];
+    CO_CHECK_STR(co_uid_str(&w->meta.uid, uid), "6f1d8f7e-3b2a-4c5d-8e9f-00000000000a");
     CO_CHECK_INT(w->replicas, ==, 2);
     CO_CHECK(w->runtime_class == NULL);
     CO_CHECK_STR(co_kv_get(&w->labels, "app"), "a");
@@ -105,13 +107,8 @@ static void test_cache(void) {
     CO_CHECK(co_kv_get(&w->template_env, "X") == NULL);
     /* one allocation: the header's strings and every field decode allocated live in it */
     const char *lo = (const char *)w, *hi = lo + malloc_usable_size((void *)(uintptr_t)w);
-    const char *inside[] = {w->meta.key,
-                            w->meta.name,
-                            w->meta.uid,
-                            w->labels.data,
-                            w->annotations.data,
-                            w->template_env.data,
-                            w->selector.data == NULL ? w->meta.key : w->selector.data};
+    const char *inside[] = {w->meta.key, w->meta.name, w->labels.data, w->annotations.data,
+                            w->template_env.data};
     for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
       CO_CHECK(inside[i] != NULL && inside[i] > lo && inside[i] < hi);
     /* the blocks' ends too */
@@ -236,6 +233,33 @@ static void test_json_int64(void) {
   cJSON_Delete(j);
 }
 
+/* Object uids are kept as their 16 bytes; the text comes back exactly. */
+static void test_uid(void) {
+  const char *text = "0b5e2a34-9c1f-4d7e-a6b8-3f20c1d4e5f6";
+  co_uid_t u, v;
+  char s[CO_UID_STR_LEN];
+  CO_CHECK_INT(co_uid_parse(text, &u), ==, 0);
+  CO_CHECK(co_uid_present(&u));
+  CO_CHECK_STR(co_uid_str(&u, s), text);
+  CO_CHECK_INT(co_uid_parse("0b5e2a34-9c1f-4d7e-a6b8-3f20c1d4e5f6", &v), ==, 0);
+  CO_CHECK(co_uid_same(&u, &v));
+  CO_CHECK_INT(co_uid_parse("0b5e2a34-9c1f-4d7e-a6b8-3f20c1d4e5f7", &v), ==, 0);
+  CO_CHECK(!co_uid_same(&u, &v));
+  /* not as the API server writes them: absent */
+  const char *bad[] = {NULL,
+                       "",
+                       "u-a",
+                       "0B5E2A34-9C1F-4D7E-A6B8-3F20C1D4E5F6",
+                       "0b5e2a34-9c1f-4d7e-a6b8-3f20c1d4e5f",
+                       "0b5e2a34-9c1f-4d7e-a6b8-3f20c1d4e5f66",
+                       "0b5e2a349c1f-4d7e-a6b8-3f20c1d4e5f6-",
+                       "0b5e2a34-9c1f-4d7e-a6b8-3f20c1d4e5g6"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    CO_CHECK_INT(co_uid_parse(bad[i], &v), ==, CO_EPARSE);
+    CO_CHECK(!co_uid_present(&v) && co_uid_str(&v, s) == NULL && !co_uid_same(&v, &v));
+  }
+}
+
 /* A kv block ends with an empty string: no count is stored. */
 static void test_kv(void) {
   static char two[] = "a=1\0bb=\0";
@@ -259,4 +283,5 @@ static void test_kv(void) {
   CO_CHECK(!co_kv_equal(&kv, &one) && !co_kv_equal(&one, &none));
 }
 
-CO_TEST_MAIN(CO_TEST(test_json_int64), CO_TEST(test_kv), CO_TEST(test_cache), CO_TEST(test_nodes))
+CO_TEST_MAIN(CO_TEST(test_json_int64), CO_TEST(test_uid), CO_TEST(test_kv), CO_TEST(test_cache),
+             CO_TEST(test_nodes))

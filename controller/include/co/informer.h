@@ -17,15 +17,33 @@
 
 #include "co/reflector.h"
 
+/* metadata.uid, a UUID the API server assigns, as its 16 bytes (not the 37 of its text: every
+ * cached object holds one). All zero when absent. */
+typedef struct co_uid_s {
+  uint8_t b[16];
+} co_uid_t;
+
+#define CO_UID_STR_LEN 37 /* the text, NUL included */
+
+/* Parses the text as the API server writes it (lowercase hex, "8-4-4-4-12"). Returns 0, or
+ * CO_EPARSE with *out all zero (absent) for NULL or anything else. */
+int co_uid_parse(const char *s, co_uid_t *out);
+/* Writes the text of uid into out and returns out; returns NULL when uid is absent. */
+const char *co_uid_str(const co_uid_t *uid, char out[CO_UID_STR_LEN]);
+/* 1 unless uid is absent. */
+int co_uid_present(const co_uid_t *uid);
+/* 1 when a and b are the same uid, both present. */
+int co_uid_same(const co_uid_t *a, const co_uid_t *b);
+
 /* Common header of every cached projection; a projection struct starts with it. */
 typedef struct co_obj_s {
-  /* The strings are valid as long as the object. key, name and uid live in the object's own
+  /* The strings are valid as long as the object. key and name live in the object's own
    * allocation, after the projection; ns is shared by the informer's objects of the same
    * namespace. */
   const char *key; /* "ns/name" or "name" */
   const char *ns;  /* "" if cluster-scoped */
   const char *name;
-  const char *uid; /* NULL if absent */
+  co_uid_t uid; /* absent (all zero) if missing or not a UUID */
   int64_t generation;
   uint64_t seq;     /* when the object entered the cache (added or changed): iteration goes in
                        increasing seq, so a walk can resume after the cache changed */
