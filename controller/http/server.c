@@ -42,10 +42,12 @@ typedef struct conn_s {
   uv_tcp_t tcp; /* first member: libh2o's close callback gets this handle */
   struct co_http_impl_s *impl;
   struct conn_s *prev, *next; /* every open connection, for the cut at close */
+  /* A reference on the context current at accept, held until the handle is closed: libh2o
+   * keeps that pointer without a reference and makes the connection's SSL from it only when
+   * the first bytes arrive, however many rotations later. */
+  SSL_CTX *ssl_ctx;
   int cut;
 } conn_t;
-
-#define RETIRED_MAX 8
 
 typedef struct {
   h2o_handler_t super;
@@ -60,13 +62,8 @@ struct co_http_impl_s {
   size_t nroutes;
   listener_t *listeners[CO_HTTP_MAX_LISTENERS];
   size_t nlisteners;
-  SSL_CTX *ssl_ctx; /* current certificate; TLS listeners point at it */
-  /* Replaced contexts, kept until close (the oldest goes past RETIRED_MAX): libh2o may free a
-   * handshaking connection's SSL and make a new one from SSL_get_SSL_CTX of the old, so a
-   * context must outlive the SSL objects made from it by more than their own references. */
-  SSL_CTX *retired[RETIRED_MAX];
-  size_t nretired;
-  size_t conns; /* accepted TCP handles not yet closed */
+  SSL_CTX *ssl_ctx; /* current certificate (one reference); TLS listeners point at it */
+  size_t conns;     /* accepted TCP handles not yet closed */
   conn_t *conn_list;
   size_t open_listeners;
   uv_timer_t drain; /* during close: closes idle connections, waits for the rest */
@@ -139,22 +136,15 @@ static int make_ssl_ctx(const char *cert_pem, const char *key_pem, SSL_CTX **out
   return 0;
 }
 
-/* Installs a new context for connections accepted from now on; the old one is retired (see
- * retired above), not freed. */
+/* Installs a new context for connections accepted from now on and drops the server's
+ * reference on the old one: connections accepted with it hold their own (conn_t). */
 static void install_ssl_ctx(struct co_http_impl_s *impl, SSL_CTX *ssl) {
   SSL_CTX *old = impl->ssl_ctx;
   impl->ssl_ctx = ssl;
   for (size_t i = 0; i < impl->nlisteners; i++)
     if (impl->listeners[i]->tls)
       impl->listeners[i]->accept_ctx.ssl_ctx = ssl;
-  if (old == NULL)
-    return;
-  if (impl->nretired == RETIRED_MAX) {
-    SSL_CTX_free(impl->retired[0]);
-    memmove(impl->retired, impl->retired + 1, (RETIRED_MAX - 1) * sizeof(impl->retired[0]));
-    impl->nretired--;
-  }
-  impl->retired[impl->nretired++] = old;
+  SSL_CTX_free(old);
 }
 
 /* ---- requests ---- */
@@ -310,6 +300,7 @@ static void on_conn_closed(uv_handle_t *h) {
     impl->conn_list = c->next;
   if (c->next != NULL)
     c->next->prev = c->prev;
+  SSL_CTX_free(c->ssl_ctx); /* libh2o freed the connection's SSL before closing the handle */
   co_free(c);
   impl->conns--;
 }
@@ -334,6 +325,8 @@ static void on_accept(uv_stream_t *server, int status) {
   if (c->next != NULL)
     c->next->prev = c;
   impl->conn_list = c;
+  if (l->accept_ctx.ssl_ctx != NULL && SSL_CTX_up_ref(l->accept_ctx.ssl_ctx) == 1)
+    c->ssl_ctx = l->accept_ctx.ssl_ctx;
   h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
   h2o_accept(&l->accept_ctx, sock);
 }
@@ -557,9 +550,6 @@ static void finish_close_if_done(struct co_http_impl_s *impl) {
   h2o_config_dispose(&impl->config);
   SSL_CTX_free(impl->ssl_ctx);
   impl->ssl_ctx = NULL;
-  for (size_t i = 0; i < impl->nretired; i++)
-    SSL_CTX_free(impl->retired[i]);
-  impl->nretired = 0;
   impl->drain.data = impl;
   uv_close((uv_handle_t *)&impl->drain, on_drain_closed);
 }

@@ -2,8 +2,10 @@
  * rotation for new connections, and a close that does not wait for idle keep-alive clients.
  * The server runs on the test's loop; the client runs in a second thread (blocking curl). */
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <netinet/in.h>
@@ -522,6 +524,171 @@ static void script_stalled_reader(fixture_t *f) {
 
 static void test_close_stalled_reader(void) { run(script_stalled_reader); }
 
+/* ---- certificate rotation while TLS handshakes are in flight ---- */
+
+/* The server rotates its certificate every millisecond among ROT_CERTS while client threads
+ * open connections, each in one of three ways: ClientHello at once, a pause (rotations happen
+ * while the server handshakes with the context current at accept), then the rest of the
+ * handshake and a request; or nothing sent until a dozen rotations have passed (libh2o makes
+ * the connection's SSL from the accept-time context only when the first bytes arrive), then
+ * the same; or a ClientHello and then nothing (the server frees the SSL). Most handshakes
+ * complete on a context replaced while they ran: under ASan, a context freed before every
+ * connection accepted with it is gone shows here as a use-after-free. */
+#define ROT_CERTS 4
+#define ROT_CLIENTS 4
+#define ROT_CONNS 40
+
+typedef struct {
+  uv_loop_t loop;
+  co_http_server_t srv;
+  uv_timer_t rotate;
+  uv_async_t done;
+  pem_t certs[ROT_CERTS];
+  int port;
+  atomic_int rotations; /* certificates installed after the first */
+  atomic_int clients_left;
+  atomic_int handshakes, abandoned, stale, answered, failures;
+} rot_t;
+
+static void on_rotate(uv_timer_t *t) {
+  rot_t *r = t->data;
+  int n = atomic_load(&r->rotations) + 1;
+  CO_CHECK_INT(
+      co_http_server_set_cert(&r->srv, r->certs[n % ROT_CERTS].cert, r->certs[n % ROT_CERTS].key),
+      ==, 0);
+  atomic_store(&r->rotations, n);
+}
+
+static void on_rot_done(uv_async_t *a) {
+  rot_t *r = a->data;
+  uv_close((uv_handle_t *)&r->rotate, NULL);
+  uv_close((uv_handle_t *)&r->done, NULL);
+  co_http_server_close(&r->srv, NULL);
+}
+
+/* Index of the served certificate (its CN is "rot-<i>"), or -1. */
+static int served_cert(SSL *ssl) {
+  X509 *peer = SSL_get1_peer_certificate(ssl);
+  if (peer == NULL)
+    return -1;
+  char cn[64] = "";
+  X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
+  X509_free(peer);
+  return strncmp(cn, "rot-", 4) == 0 ? cn[4] - '0' : -1;
+}
+
+static void set_blocking(int fd, int blocking) {
+  int fl = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+}
+
+static void rot_connection(rot_t *r, SSL_CTX *cctx, int i) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", r->port, &sa);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    atomic_fetch_add(&r->failures, 1);
+    close(fd);
+    return;
+  }
+  if (i % 5 == 3) { /* silent until the accept-time context is a dozen rotations old */
+    int from = atomic_load(&r->rotations);
+    for (int t = 0; t < 2000 && atomic_load(&r->rotations) < from + 12; t++)
+      uv_sleep(1);
+  }
+  SSL *ssl = SSL_new(cctx);
+  SSL_set_fd(ssl, fd);
+  set_blocking(fd, 0);
+  int rc = SSL_connect(ssl); /* sends the ClientHello, then wants the server's answer */
+  CO_CHECK_INT(rc, ==, -1);
+  uv_sleep((unsigned)(i % 3)); /* rotations happen meanwhile */
+  if (i % 5 == 4) {
+    atomic_fetch_add(&r->abandoned, 1);
+    goto out;
+  }
+  set_blocking(fd, 1);
+  if (SSL_connect(ssl) != 1) {
+    atomic_fetch_add(&r->failures, 1);
+    goto out;
+  }
+  atomic_fetch_add(&r->handshakes, 1);
+  int served = served_cert(ssl), now = atomic_load(&r->rotations);
+  CO_CHECK(served >= 0);
+  /* the context current now is now's or, during a rotation, the next one */
+  if (served != now % ROT_CERTS && served != (now + 1) % ROT_CERTS)
+    atomic_fetch_add(&r->stale, 1);
+  /* the connection serves on, its context long replaced */
+  static const char req[] = "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  char buf[1024];
+  size_t len = 0;
+  int n;
+  if (SSL_write(ssl, req, sizeof(req) - 1) == (int)sizeof(req) - 1)
+    while (len < sizeof(buf) - 1 &&
+           (n = SSL_read(ssl, buf + len, (int)(sizeof(buf) - 1 - len))) > 0)
+      len += (size_t)n;
+  buf[len] = '\0';
+  if (strstr(buf, "HTTP/1.1 200") != NULL && strstr(buf, "hello") != NULL)
+    atomic_fetch_add(&r->answered, 1);
+out:
+  SSL_free(ssl);
+  close(fd);
+}
+
+static void *rot_client(void *arg) {
+  rot_t *r = arg;
+  SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+  for (int i = 0; i < ROT_CONNS; i++)
+    rot_connection(r, cctx, i);
+  SSL_CTX_free(cctx);
+  if (atomic_fetch_sub(&r->clients_left, 1) == 1)
+    uv_async_send(&r->done);
+  return NULL;
+}
+
+static void test_rotation_during_handshakes(void) {
+  static rot_t r;
+  memset(&r, 0, sizeof(r));
+  for (int i = 0; i < ROT_CERTS; i++) {
+    char cn[16];
+    snprintf(cn, sizeof(cn), "rot-%d", i);
+    r.certs[i] = make_cert(cn, 100 + i);
+  }
+  uv_loop_init(&r.loop);
+  CO_CHECK_INT(co_http_server_init(&r.loop, &r.srv), ==, 0);
+  CO_CHECK_INT(co_http_server_route(&r.srv, "/hello", NULL, h_hello, NULL), ==, 0);
+  co_http_tls_t tls = {r.certs[0].cert, r.certs[0].key};
+  CO_CHECK_INT(co_http_server_listen(&r.srv, "127.0.0.1:0", &tls), ==, 0);
+  r.port = co_http_server_port(&r.srv, 0);
+  uv_timer_init(&r.loop, &r.rotate);
+  r.rotate.data = &r;
+  uv_timer_start(&r.rotate, on_rotate, 1, 1);
+  uv_async_init(&r.loop, &r.done, on_rot_done);
+  r.done.data = &r;
+  atomic_store(&r.clients_left, ROT_CLIENTS);
+  pthread_t th[ROT_CLIENTS];
+  for (int i = 0; i < ROT_CLIENTS; i++)
+    pthread_create(&th[i], NULL, rot_client, &r);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < ROT_CLIENTS; i++)
+    pthread_join(th[i], NULL);
+  CO_CHECK(r.srv.impl == NULL);
+  CO_CHECK_INT(uv_loop_close(&r.loop), ==, 0);
+  int total = ROT_CLIENTS * ROT_CONNS;
+  fprintf(stderr, "# rotations %d, handshakes %d (%d on a replaced context), abandoned %d\n",
+          atomic_load(&r.rotations), atomic_load(&r.handshakes), atomic_load(&r.stale),
+          atomic_load(&r.abandoned));
+  CO_CHECK_INT(atomic_load(&r.failures), ==, 0);
+  CO_CHECK_INT(atomic_load(&r.abandoned), ==, total / 5);
+  CO_CHECK_INT(atomic_load(&r.handshakes), ==, total - total / 5);
+  CO_CHECK_INT(atomic_load(&r.answered), ==, atomic_load(&r.handshakes));
+  CO_CHECK_INT(atomic_load(&r.rotations), >=, 50);
+  /* the test is only worth something when handshakes do outlive their context's turn */
+  CO_CHECK_INT(atomic_load(&r.stale), >=, total / 10);
+  for (int i = 0; i < ROT_CERTS; i++)
+    pem_free(&r.certs[i]);
+}
+
 static void test_close_unused(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -536,4 +703,4 @@ static void test_close_unused(void) {
 
 CO_TEST_MAIN(CO_TEST(test_routes), CO_TEST(test_cert_swap), CO_TEST(test_close_idle),
              CO_TEST(test_close_partial_body), CO_TEST(test_close_stalled_reader),
-             CO_TEST(test_close_unused))
+             CO_TEST(test_rotation_during_handshakes), CO_TEST(test_close_unused))
