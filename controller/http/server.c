@@ -19,6 +19,8 @@
  * answers are small and written at once, so what remains is a peer that does not read, whose
  * stalled write libh2o would wait for forever (it has no write timeout). */
 #define CLOSE_GRACE_MS 1000
+/* Outside close, the drain timer only looks for dead connections (see sweep_dead). */
+#define SWEEP_EVERY_MS 1000
 
 typedef struct {
   char *path;
@@ -47,6 +49,7 @@ typedef struct conn_s {
    * the first bytes arrive, however many rotations later. */
   SSL_CTX *ssl_ctx;
   int cut;
+  int dead_seen; /* sweeps that found the handle dead */
 } conn_t;
 
 typedef struct {
@@ -66,7 +69,7 @@ struct co_http_impl_s {
   size_t conns;     /* accepted TCP handles not yet closed */
   conn_t *conn_list;
   size_t open_listeners;
-  uv_timer_t drain; /* during close: closes idle connections, waits for the rest */
+  uv_timer_t drain; /* sweeps dead connections; during close, also closes idle ones */
   uint64_t close_started_ms;
   uv_idle_t sentinel;
   co_http_close_cb close_cb;
@@ -331,6 +334,8 @@ static void on_accept(uv_stream_t *server, int status) {
   h2o_accept(&l->accept_ctx, sock);
 }
 
+static void on_drain(uv_timer_t *t);
+
 /* ---- public API ---- */
 
 int co_http_server_init(uv_loop_t *loop, co_http_server_t *srv) {
@@ -356,6 +361,9 @@ int co_http_server_init(uv_loop_t *loop, co_http_server_t *srv) {
   handler->impl = impl;
   h2o_context_init(&impl->ctx, loop, &impl->config);
   uv_timer_init(loop, &impl->drain);
+  impl->drain.data = impl;
+  uv_timer_start(&impl->drain, on_drain, SWEEP_EVERY_MS, SWEEP_EVERY_MS);
+  uv_unref((uv_handle_t *)&impl->drain); /* the sweep alone keeps no loop running */
   uv_idle_init(loop, &impl->sentinel);
   srv->loop = loop;
   srv->impl = impl;
@@ -574,8 +582,40 @@ static void cut_connections(struct co_http_impl_s *impl) {
            CO_I("connections", n), CO_I("grace_ms", CLOSE_GRACE_MS));
 }
 
+/* A TLS connection whose peer reset it is left dead by libh2o 2.2: the read error makes libuv
+ * mark the handle neither readable nor writable, libh2o then closes the connection by writing
+ * a close_notify, uv_write fails at once, libh2o ignores that and waits for a write callback
+ * that never comes: the connection (its socket, its memory) is never released, and a close
+ * waits for it forever. A handle found dead (neither readable nor writable, no write queued,
+ * not active) by two sweeps in a row, so that no callback was still pending, is closed again
+ * through h2o_socket_close: with a write still marked in flight it disposes of the socket at
+ * once (handle->data is the libh2o socket, set by h2o_uv_socket_create). */
+static void sweep_dead(struct co_http_impl_s *impl) {
+  size_t n = 0;
+  for (conn_t *c = impl->conn_list; c != NULL; c = c->next) {
+    uv_stream_t *st = (uv_stream_t *)&c->tcp;
+    if (uv_is_closing((uv_handle_t *)st))
+      continue;
+    if (uv_is_readable(st) || uv_is_writable(st) || st->write_queue_size > 0 ||
+        uv_is_active((uv_handle_t *)st)) {
+      c->dead_seen = 0;
+      continue;
+    }
+    if (++c->dead_seen < 2 || st->data == NULL)
+      continue;
+    h2o_socket_close(st->data);
+    n++;
+  }
+  if (n > 0)
+    co_log(CO_LOG_WARN, "HTTP server: released connections reset by their peer",
+           CO_I("connections", n));
+}
+
 static void on_drain(uv_timer_t *t) {
   struct co_http_impl_s *impl = t->data;
+  sweep_dead(impl);
+  if (!impl->closing)
+    return;
   h2o_timeout_run(t->loop, &impl->ctx.handshake_timeout, UINT64_MAX);
   h2o_timeout_run(t->loop, &impl->ctx.http1.req_timeout, UINT64_MAX);
   /* HTTP/2 connections without open streams (they got GOAWAY from the shutdown request) */
@@ -595,6 +635,6 @@ void co_http_server_close(co_http_server_t *srv, co_http_close_cb cb) {
   for (size_t i = 0; i < impl->nlisteners; i++)
     uv_close((uv_handle_t *)&impl->listeners[i]->tcp, on_listener_closed);
   h2o_context_request_shutdown(&impl->ctx);
-  impl->drain.data = impl;
+  uv_ref((uv_handle_t *)&impl->drain);
   uv_timer_start(&impl->drain, on_drain, 0, DRAIN_TICK_MS);
 }

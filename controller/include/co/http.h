@@ -7,6 +7,8 @@
  *   (with an Allow header); a body larger than the route's max_body gets 413.
  * - co_http_server_set_cert replaces the TLS certificate of every TLS listener: connections
  *   accepted afterwards use the new one, connections already open keep theirs and finish.
+ * - A TLS connection its peer resets is released within two seconds (libh2o alone would keep
+ *   it, and its socket, forever).
  * - Lifecycle (libuv style): co_http_server_init, co_http_server_route / _listen / _set_cert,
  *   co_http_server_close(cb). close stops accepting, lets in-flight requests finish, closes idle
  *   keep-alive connections, TLS handshakes and half-received requests at once, cuts what is
