@@ -141,3 +141,40 @@ PY
   rm -rf "$d"
   wh_unregister
 }
+
+# TLS clients of the webhook that reset their connection mid-request (as an API server giving
+# up on a call does): the controller releases them, and a later SIGTERM ends cleanly at once
+# instead of waiting for them until the deadline.
+test_shutdown_clean_after_webhook_clients_reset() {
+  local d=$E2E_DIR/reset t0 t1 rc
+  mkdir -p "$d"
+  wh_setup
+  wh_start reset --shutdown-timeout=20
+  python3 - "$WH_PORT" > "$d/client.out" 2>&1 <<'PY'
+import socket, ssl, struct, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for _ in range(5):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    t = ctx.wrap_socket(s)
+    t.sendall(b"POST /mutate HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(0.1)
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    t.close()  # RST
+print("reset", flush=True)
+PY
+  check "the clients reset their connections" grep -q reset "$d/client.out"
+  check "the controller released them" \
+    wait_log '.msg=="HTTP server: released connections reset by their peer"' 5
+  t0=$(now)
+  rc=0
+  ctrl_stop || rc=$?
+  t1=$(now)
+  check "clean exit (rc $rc)" [ "$rc" -eq 0 ]
+  check "stopped within 3 s" [ "$(echo "$t1 - $t0 < 3" | bc)" = 1 ]
+  check "webhook stopped" wait_log '.msg=="webhook stopped"' 1
+  check "no sanitizer report" sanitizer_clean
+  rm -rf "$d"
+  wh_unregister
+}
