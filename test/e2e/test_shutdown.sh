@@ -155,10 +155,19 @@ import socket, ssl, struct, sys, time
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-for _ in range(5):
+h2 = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+h2.check_hostname = False
+h2.verify_mode = ssl.CERT_NONE
+h2.set_alpn_protocols(["h2"])
+for i in range(6):
     s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-    t = ctx.wrap_socket(s)
-    t.sendall(b"POST /mutate HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+    # three over HTTP/1.1 mid-body, three over HTTP/2 (the API server's) after the preface
+    t = (ctx if i < 3 else h2).wrap_socket(s)
+    if i < 3:
+        t.sendall(b"POST /mutate HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+    else:
+        assert t.selected_alpn_protocol() == "h2"
+        t.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
     time.sleep(0.1)
     t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     t.close()  # RST
@@ -167,6 +176,7 @@ PY
   check "the clients reset their connections" grep -q reset "$d/client.out"
   check "the controller released them" \
     wait_log '.msg=="HTTP server: released connections reset by their peer"' 5
+  check "all six" [ "$(grep '^{' "$CTRL_LOG" | jq -s '[.[] | select(.msg=="HTTP server: released connections reset by their peer") | .connections] | add')" = 6 ]
   t0=$(now)
   rc=0
   ctrl_stop || rc=$?
