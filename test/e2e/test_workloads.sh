@@ -101,9 +101,15 @@ YAML
   check "status summary" wait_jp e2e-cr cwl/web '{.status.workloadsSummary}' "1/1 sandboxed" 5
   check "workload phase Sandboxed" wait_jp e2e-cr cwl/web '{.status.workloads[0].phase}' Sandboxed 1
   check "finalizer set" wait_jp e2e-cr cwl/web '{.metadata.finalizers[0]}' confidential.cypherpunk.io/finalizer 1
+  # Events are posted after the status write that reports the phase (their own token bucket):
+  # wait for them rather than read once.
   local evs
-  evs=$(kc -n e2e-cr get events.events.k8s.io \
-    -o jsonpath='{range .items[?(@.regarding.kind=="ConfidentialWorkload")]}{.reason}{" "}{end}')
+  for _ in $(seq 1 100); do
+    evs=$(kc -n e2e-cr get events.events.k8s.io \
+      -o jsonpath='{range .items[?(@.regarding.kind=="ConfidentialWorkload")]}{.reason}{" "}{end}')
+    grep -q OptedInByCR <<<"$evs" && grep -q Sandboxed <<<"$evs" && break
+    sleep 0.1
+  done
   log "  events on the CR: $evs"
   check "the rewrite is recorded on the CR" grep -q OptedInByCR <<<"$evs"
   check "reaching Ready is recorded on the CR" grep -q Sandboxed <<<"$evs"
