@@ -12,6 +12,9 @@
 #     kwok or ReplicaSet work, so the API server's CPU goes to the creates themselves.
 #   WEBHOOK=reference: the same run against hack/refwebhook (Go standard library, built here),
 #     which only sets the class: the API server's floor for a webhook call on this machine.
+#   WAVE=S: the creates go in waves of C sent at once, one wave every S seconds (C concurrent
+#     creates with the API server's CPU recovering in between), instead of C clients in a
+#     closed loop that keep the API server saturated.
 #   RAW=/path/prefix: also keep the API server histogram before/after and the client latencies
 #     there (RAW.api-before, RAW.api-after, RAW.client), for bench/webhook-compare.sh.
 #   WEBHOOK=none: no webhook at all; the creates' client-side latency (curl's time_total, shown
@@ -106,19 +109,27 @@ h_before=$(own webhook_handler) r_before=$(own webhook_request) l_before=$(own l
 cpu0=$(cpu)
 # One curl process drives all clients (--parallel, HTTP/2 to the API server): no fork per
 # request, so the load generator does not take the CPU the API server and the webhook need.
-reqs=$(mktemp)
+# One curl config per wave of C creates (WAVE set), or one for all N.
+reqs=$(mktemp -d)
 for i in $(seq 1 "$N"); do
-  [ "$i" -gt 1 ] && echo next
+  f=$reqs/all
+  [ -z "${WAVE:-}" ] || f=$reqs/$(printf '%06d' $(((i - 1) / C)))
+  [ ! -s "$f" ] || echo next >>"$f"
   printf '%s\n' "url = \"$APISERVER_URL/$path\"" 'request = "POST"' \
     "header = \"Authorization: Bearer $CO_ADMIN_TOKEN\"" 'header = "Content-Type: application/json"' \
     "data = \"${body//NAME/$i}\"" \
-    "cacert = \"$CO_CA_FILE\"" 'output = "/dev/null"' 'write-out = "%{http_code} %{time_total}\n"' silent
-done >"$reqs"
+    "cacert = \"$CO_CA_FILE\"" 'output = "/dev/null"' 'write-out = "%{http_code} %{time_total}\n"' silent >>"$f"
+done
 t0=$(date +%s.%N)
-out=$(curl -s --parallel --parallel-immediate --parallel-max "$C" --config "$reqs" 2>/dev/null)
-codes=$(awk '{print $1}' <<<"$out" | sort | uniq -c | tr '\n' ' ')
-rm -f "$reqs"
+out=$(for f in "$reqs"/*; do
+  w0=$(date +%s.%N)
+  curl -s --parallel --parallel-immediate --parallel-max "$C" --config "$f" 2>/dev/null
+  # a wave: C creates sent at once, then quiet until WAVE seconds after it began
+  [ -z "${WAVE:-}" ] || sleep "$(echo "x = $WAVE - ($(date +%s.%N) - $w0); if (x > 0) x else 0" | bc -l)"
+done)
+rm -rf "$reqs"
 t1=$(date +%s.%N)
+codes=$(awk '{print $1}' <<<"$out" | sort | uniq -c | tr '\n' ' ')
 after=$(metric || true)
 h_after=$(own webhook_handler) r_after=$(own webhook_request) l_after=$(own loop_busy) c_after=$(conns)
 cpu1=$(cpu)
