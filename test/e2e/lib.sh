@@ -156,3 +156,23 @@ webhook_local() {
     jq -cn --argjson n "$n" --arg url "https://127.0.0.1:$2/mutate" \
       '[range(0; $n) as $i | {op: "replace", path: "/webhooks/\($i)/clientConfig", value: {url: $url}}]')" >/dev/null
 }
+
+# kubeconfig_user OUT SERVER USER [CA]: a kubeconfig for the test cluster at SERVER with the
+# user USER (a YAML flow map, e.g. '{token: "x"}') and the cluster's CA (or CA, base64 PEM).
+kubeconfig_user() {
+  local out=$1 server=$2 user=$3 ca=${4:-}
+  local cadata
+  cadata=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  [ -n "$ca" ] && cadata=$ca
+  cat > "$out" <<YAML
+apiVersion: v1
+kind: Config
+current-context: t
+contexts: [{name: t, context: {cluster: t, user: t}}]
+clusters: [{name: t, cluster: {server: "$server", certificate-authority-data: "$cadata"}}]
+users: [{name: t, user: $user}]
+YAML
+}
+
+# kubeconfig_with OUT SERVER TOKEN [CA]: the same with a bearer token.
+kubeconfig_with() { kubeconfig_user "$1" "$2" "{token: \"$3\"}" "${4:-}"; }

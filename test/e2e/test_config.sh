@@ -38,22 +38,6 @@ YAML
   run_ctrl_expect_exit 2 'invalid value' --kube-api-qps=fast
 }
 
-# A kubeconfig for the test cluster with one field changed.
-kubeconfig_with() {
-  local out=$1 server=$2 token=$3 ca=${4:-}
-  local cadata
-  cadata=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-  [ -n "$ca" ] && cadata=$ca
-  cat > "$out" <<YAML
-apiVersion: v1
-kind: Config
-current-context: t
-contexts: [{name: t, context: {cluster: t, user: t}}]
-clusters: [{name: t, cluster: {server: "$server", certificate-authority-data: "$cadata"}}]
-users: [{name: t, user: {token: "$token"}}]
-YAML
-}
-
 test_api_errors_are_reported_and_retried() {
   local d=$E2E_DIR/api-errors server
   mkdir -p "$d"
@@ -94,10 +78,9 @@ test_api_errors_are_reported_and_retried() {
 }
 
 test_token_file_rotation() {
-  local d=$E2E_DIR/rotation server cadata
+  local d=$E2E_DIR/rotation server
   mkdir -p "$d"
   server=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.server}')
-  cadata=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
   kc create namespace e2e-rot >/dev/null
   kc -n e2e-rot create serviceaccount watcher >/dev/null
   kc create clusterrole e2e-rot-watch --verb=list,watch \
@@ -110,14 +93,7 @@ test_token_file_rotation() {
   kc -n e2e-rot create secret generic token-b >/dev/null
   kc -n e2e-rot create token watcher --bound-object-kind=Secret --bound-object-name=token-a > "$d/token"
   kc -n e2e-rot create token watcher --bound-object-kind=Secret --bound-object-name=token-b > "$d/token-b"
-  cat > "$d/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-current-context: t
-contexts: [{name: t, context: {cluster: t, user: t}}]
-clusters: [{name: t, cluster: {server: "$server", certificate-authority-data: "$cadata"}}]
-users: [{name: t, user: {tokenFile: "$d/token"}}]
-YAML
+  kubeconfig_user "$d/kubeconfig" "$server" "{tokenFile: \"$d/token\"}"
   ctrl_start rotation --kubeconfig="$d/kubeconfig"
   check "caches sync with the first token" wait_log '.msg=="all caches synced"' 30
   # Rotate the file the way the kubelet does (rename over it), then revoke the old token.

@@ -7,20 +7,12 @@
 # reading it never returns (as on a hung volume), so every API request waits for the token and
 # neither the informers nor the client can close.
 sd_stuck_kubeconfig() {
-  local d=$1 server cadata
+  local d=$1 server
   mkdir -p "$d"
   rm -f "$d/token"
   mkfifo "$d/token"
   server=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.server}')
-  cadata=$(kc config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-  cat > "$d/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-current-context: t
-contexts: [{name: t, context: {cluster: t, user: t}}]
-clusters: [{name: t, cluster: {server: "$server", certificate-authority-data: "$cadata"}}]
-users: [{name: t, user: {tokenFile: "$d/token"}}]
-YAML
+  kubeconfig_user "$d/kubeconfig" "$server" "{tokenFile: \"$d/token\"}"
 }
 
 # sd_wait_exit TIMEOUT_S: waits for the controller to exit; sets SD_RC to its exit code, or
